@@ -1,0 +1,3 @@
+"""A local, real-time voice assistant: webrtcvad, faster-whisper, llama.cpp and Piper."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,158 @@
+"""Command line: argument parsing, logging set-up, and running the assistant.
+
+Exit codes:
+    0  done (input consumed and replies finished, or stopped by Ctrl-C / SIGTERM)
+    1  unexpected internal error (a traceback is logged)
+    2  bad command line
+    3  bad configuration (malformed TOML, unknown key, wrong type)
+    4  a model is missing or cannot be loaded
+    5  the input file cannot be read
+    6  no usable audio device (or an output file cannot be written)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+
+from .capture import AudioInputError, FileSource, MicrophoneSource
+from .config import ConfigError, load_config
+from .console import ConsolePrinter
+from .metrics import TurnMetrics
+from .models import ModelError
+from .playback import AudioOutputError, SpeakerSink, WavSink
+
+log = logging.getLogger("voice")
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_CONFIG, EXIT_MODEL, EXIT_INPUT, EXIT_DEVICE = range(7)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="voice-assistant", description="A local, private, real-time voice assistant.",
+                                 epilog="Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 model, "
+                                        "5 input file, 6 audio device.")
+    ap.add_argument("--input", metavar="FILE", help="replay an audio file (WAV/FLAC, any rate) instead of the microphone")
+    ap.add_argument("--output", metavar="FILE.wav", help="write what would be played to a WAV file instead of the speaker")
+    ap.add_argument("--fast", action="store_true", help="with --input: as fast as possible, not at real-time pace")
+    ap.add_argument("--config", metavar="FILE.toml", help="settings merged over config/default.toml")
+    ap.add_argument("--metrics", metavar="FILE.jsonl", help="append one JSON object of timings per turn")
+    ap.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    ap.add_argument("--input-device", metavar="NAME|INDEX", help="microphone (default: the system default)")
+    ap.add_argument("--output-device", metavar="NAME|INDEX", help="speaker (default: the system default)")
+    ap.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    return ap.parse_args(argv)
+
+
+def _device(value: str | None) -> str | int | None:
+    if value is None or value == "":
+        return None
+    return int(value) if value.isdigit() else value
+
+
+def _list_devices() -> int:
+    try:
+        import sounddevice as sd
+
+        print(sd.query_devices())
+    except (OSError, Exception) as e:  # PortAudio missing raises OSError at import
+        print(f"error: cannot list audio devices: {e}", file=sys.stderr)
+        return EXIT_DEVICE
+    return EXIT_OK
+
+
+def _open_source(args, config):
+    if args.input:
+        return FileSource(args.input, config.audio.frame_ms, config.audio.sample_rate, realtime=not args.fast)
+    device = _device(args.input_device or config.audio.input_device)
+    return MicrophoneSource(device, config.audio.frame_ms, config.audio.sample_rate, config.audio.queue_frames)
+
+
+def _open_sink(args, config, rate: int):
+    if args.output:
+        return WavSink(args.output, rate, pace=not (args.input and args.fast))
+    return SpeakerSink(_device(args.output_device or config.audio.output_device), rate)
+
+
+def _install_signals(stop: threading.Event) -> None:
+    def on_signal(signum, frame):
+        if stop.is_set():  # the second Ctrl-C: leave now
+            os._exit(130)
+        log.info("stopping (signal %d)", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .pipeline import Pipeline, load_engines
+
+    config = load_config(args.config)
+    if args.input:  # a bad file fails before minutes of model loading
+        FileSource(args.input, config.audio.frame_ms)
+    t0 = time.monotonic()
+    engines = load_engines(config)
+    log.info("models loaded in %.2f s", time.monotonic() - t0)
+    source = _open_source(args, config)
+    try:
+        sink = _open_sink(args, config, engines.synthesizer.sample_rate)
+    except Exception:
+        source.close()
+        raise
+    pipeline = Pipeline(config, engines, source, sink, half_duplex=not args.input)
+    pipeline.bus.subscribe(ConsolePrinter())
+    if args.metrics:
+        pipeline.bus.subscribe(TurnMetrics(args.metrics))
+    _install_signals(pipeline.stop_event)
+    pipeline.start()
+    if not args.input:
+        print(f"listening (models and microphone ready in {time.monotonic() - t0:.2f} s; Ctrl-C to quit)", flush=True)
+    try:
+        while not pipeline.wait(0.1) and not pipeline.stop_event.is_set():
+            pass
+    finally:
+        stuck = pipeline.stop()
+    if pipeline.capture.error is not None and not isinstance(pipeline.capture.error, AudioInputError):
+        return EXIT_INTERNAL
+    if pipeline.capture.error is not None:
+        return EXIT_DEVICE if not args.input else EXIT_INPUT
+    return EXIT_INTERNAL if stuck else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.list_devices:
+        return _list_devices()
+    if args.fast and not args.input:
+        print("error: --fast only applies with --input", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return run(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ModelError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_MODEL
+    except AudioInputError as e:
+        if args.input:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_INPUT
+        print(f"error: {e}; to try without a microphone, replay a file with --input FILE.wav", file=sys.stderr)
+        return EXIT_DEVICE
+    except AudioOutputError as e:
+        print(f"error: {e}; to try without a speaker, write the reply with --output reply.wav", file=sys.stderr)
+        return EXIT_DEVICE
+    except OSError as e:
+        if "PortAudio" in str(e):
+            print(f"error: {e}; install it (Debian: sudo apt-get install libportaudio2) or use --input/--output",
+                  file=sys.stderr)
+            return EXIT_DEVICE
+        raise

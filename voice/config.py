@@ -1,0 +1,160 @@
+"""Configuration: nested frozen dataclasses read from TOML.
+
+`config/default.toml` is the single place that holds every default (the dataclasses only
+declare names and types); a user's file is merged over it. Unknown keys and wrong types
+are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+DEFAULT_TOML = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is unusable; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    sample_rate: int
+    frame_ms: int
+    input_device: str
+    output_device: str
+    queue_frames: int
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    aggressiveness: int
+    start_ms: int
+    start_window_ms: int
+    min_speech_ms: int
+    end_silence_ms: int
+    pre_roll_ms: int
+    max_turn_s: float
+
+
+@dataclass(frozen=True)
+class SttConfig:
+    model: str
+    compute_type: str
+    threads: int
+    language: str
+    beam_size: int
+    no_speech_threshold: float
+    logprob_threshold: float
+
+
+@dataclass(frozen=True)
+class LlmConfig:
+    model: str
+    context_tokens: int
+    threads: int
+    max_tokens: int
+    temperature: float
+    seed: int
+    system_prompt: str
+
+
+@dataclass(frozen=True)
+class TtsConfig:
+    voice: str
+    length_scale: float
+    volume: float
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    block_ms: int
+
+
+@dataclass(frozen=True)
+class Config:
+    audio: AudioConfig
+    vad: VadConfig
+    stt: SttConfig
+    llm: LlmConfig
+    tts: TtsConfig
+    output: OutputConfig
+
+    def replace(self, section: str, **values: Any) -> "Config":
+        """A copy with some keys of one section changed (used for command-line overrides)."""
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **values)})
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError as e:
+        raise ConfigError(f"config file not found: {path}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
+
+
+def _merge(base: dict, over: dict, where: str) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        name = f"{where}.{key}" if where else key
+        if key not in base:
+            raise ConfigError(f"unknown config key '{name}'")
+        if isinstance(base[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{name}' must be a table")
+            out[key] = _merge(base[key], value, name)
+        else:
+            out[key] = value
+    return out
+
+
+def _coerce(cls: type, table: dict, where: str) -> Any:
+    hints = get_type_hints(cls)
+    values = {}
+    for f in fields(cls):
+        if f.name not in table:
+            continue
+        value, want, name = table[f.name], hints[f.name], f"{where}.{f.name}" if where else f.name
+        if dataclasses.is_dataclass(want):
+            values[f.name] = _coerce(want, value, name)
+        elif want is float and isinstance(value, int) and not isinstance(value, bool):
+            values[f.name] = float(value)
+        elif want is str and isinstance(value, int) and not isinstance(value, bool) and f.name.endswith("device"):
+            values[f.name] = str(value)  # a device index written as a number
+        elif not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise ConfigError(f"config key '{name}' must be {want.__name__}, got {type(value).__name__} {value!r}")
+        else:
+            values[f.name] = value
+    return cls(**values)
+
+
+def load_config(user_file: str | Path | None = None) -> Config:
+    """The defaults, with `user_file` (if any) merged over them."""
+    table = _read_toml(DEFAULT_TOML)
+    if user_file is not None:
+        table = _merge(table, _read_toml(Path(user_file)), "")
+    config = _coerce(Config, table, "")
+    _validate(config)
+    return config
+
+
+def _validate(c: Config) -> None:
+    if c.audio.frame_ms not in (10, 20, 30):
+        raise ConfigError(f"config key 'audio.frame_ms' must be 10, 20 or 30, got {c.audio.frame_ms}")
+    if c.audio.sample_rate != 16000:
+        raise ConfigError("config key 'audio.sample_rate' must be 16000 (webrtcvad and Whisper work at 16 kHz)")
+    if not 0 <= c.vad.aggressiveness <= 3:
+        raise ConfigError(f"config key 'vad.aggressiveness' must be 0..3, got {c.vad.aggressiveness}")
+    for name, value in (("vad.end_silence_ms", c.vad.end_silence_ms), ("vad.start_ms", c.vad.start_ms),
+                        ("vad.start_window_ms", c.vad.start_window_ms), ("audio.queue_frames", c.audio.queue_frames),
+                        ("llm.context_tokens", c.llm.context_tokens), ("llm.max_tokens", c.llm.max_tokens)):
+        if value <= 0:
+            raise ConfigError(f"config key '{name}' must be positive, got {value}")
+

@@ -1,0 +1,29 @@
+"""What the terminal shows: `you:` and `assistant:` lines, and errors in one line each."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import TextIO
+
+from .frames import Event
+
+
+class ConsolePrinter:
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        line = None
+        if event.kind == "transcript":
+            line = f"you: {event.text}"
+        elif event.kind == "reply_done":
+            line = f"assistant: {event.text}" if event.text else "assistant: (no reply)"
+        elif event.kind == "interrupted":
+            line = f"(interrupted after: {event.text!r})"
+        elif event.kind == "error":
+            line = f"error: {event.text}"
+        if line is not None:
+            with self._lock:
+                print(line, file=self.out, flush=True)

@@ -1,0 +1,106 @@
+"""Typed frames: the only things that travel on the pipeline's queues.
+
+Every field says its unit. Audio is mono; `pcm` is int16 for microphone audio and
+float32 in [-1, 1] for synthesized audio. Times are `time.monotonic()` seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AudioFrame:
+    """A block of captured audio."""
+
+    pcm: np.ndarray  # int16, mono
+    sample_rate: int  # Hz
+    t: float  # monotonic seconds at the frame's last sample
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio in the frame."""
+        return len(self.pcm) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One turn of user speech, cut by the VAD segmenter (pre-roll included)."""
+
+    turn_id: int
+    pcm: np.ndarray  # int16, mono
+    sample_rate: int  # Hz
+    t_speech_start: float  # monotonic s, first voiced frame
+    t_speech_end: float  # monotonic s, last voiced frame
+    t_decided: float  # monotonic s, when end-of-turn was decided
+
+    @property
+    def duration(self) -> float:
+        return len(self.pcm) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class Transcript:
+    turn_id: int
+    text: str
+    t_ready: float  # monotonic s
+
+
+@dataclass(frozen=True)
+class ReplySentence:
+    """A sentence (or first clause) of the reply, ready for synthesis."""
+
+    turn_id: int
+    index: int  # 0-based position in the reply
+    text: str
+    t: float  # monotonic s when it was complete
+
+
+@dataclass(frozen=True)
+class ReplyEnd:
+    """The reply for `turn_id` has no more sentences."""
+
+    turn_id: int
+    text: str  # the whole reply as generated
+
+
+@dataclass(frozen=True)
+class SpeechAudio:
+    """Synthesized audio of one sentence."""
+
+    turn_id: int
+    index: int  # sentence index
+    text: str
+    pcm: np.ndarray  # float32 in [-1, 1], mono
+    sample_rate: int  # Hz
+    t: float  # monotonic s when synthesis finished
+
+    @property
+    def duration(self) -> float:
+        return len(self.pcm) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class EndOfStream:
+    """Drain marker: each stage forwards it after everything before it, then returns."""
+
+
+END = EndOfStream()
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the user interface, metrics or logs may want to know.
+
+    kind is one of: listening, speech_start, speech_end, turn_decided, transcript,
+    first_token, sentence, tts_audio, playback_start, playback_end, reply_done,
+    turn_dropped, interrupted, error, state.
+    """
+
+    kind: str
+    turn_id: int | None = None
+    t: float = 0.0  # monotonic s
+    text: str = ""
+    data: dict = field(default_factory=dict)

@@ -1,0 +1,53 @@
+"""The conversation the LLM sees: a system prompt and the recent turns that fit its context."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Turn:
+    user: str
+    assistant: str
+    interrupted: bool = False  # the reply was cut off; `assistant` holds only what was heard
+
+
+class Conversation:
+    """Thread-safe history. `messages()` drops the oldest turns first to fit `budget` tokens."""
+
+    INTERRUPTED_MARK = " [interrupted by the user]"
+
+    def __init__(self, system_prompt: str, count_tokens: Callable[[str], int], budget_tokens: int) -> None:
+        self.system_prompt = system_prompt
+        self.count_tokens = count_tokens
+        self.budget = budget_tokens
+        self.turns: list[Turn] = []
+        self._lock = threading.Lock()
+
+    def add(self, turn: Turn) -> None:
+        with self._lock:
+            self.turns.append(turn)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.turns.clear()
+
+    def _cost(self, role: str, text: str) -> int:
+        return self.count_tokens(text) + 4  # role header and end-of-turn tokens of a chat template
+
+    def messages(self, user_text: str) -> list[dict]:
+        """System prompt, then as many recent turns as fit, then the new user message."""
+        used = self._cost("system", self.system_prompt) + self._cost("user", user_text)
+        kept: list[dict] = []
+        with self._lock:
+            turns = list(self.turns)
+        for turn in reversed(turns):
+            reply = turn.assistant + (self.INTERRUPTED_MARK if turn.interrupted else "")
+            cost = self._cost("user", turn.user) + self._cost("assistant", reply)
+            if used + cost > self.budget:
+                break
+            used += cost
+            kept[:0] = [{"role": "user", "content": turn.user}, {"role": "assistant", "content": reply}]
+        return [{"role": "system", "content": self.system_prompt}, *kept, {"role": "user", "content": user_text}]

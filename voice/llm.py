@@ -1,0 +1,111 @@
+"""The language model: a ChatModel protocol, llama.cpp behind it, and the LLM stage.
+
+The stage streams tokens, cuts them into sentences for TTS as they arrive (so the first
+sentence is spoken while the rest is written), and keeps the conversation history.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Iterator, Protocol
+
+from .config import LlmConfig
+from .frames import ReplyEnd, ReplySentence, Transcript
+from .history import Conversation, Turn
+from .models import ModelError, gguf_file
+from .sentences import SentenceSplitter
+from .stage import EventBus, Stage
+
+log = logging.getLogger(__name__)
+
+
+class ChatModel(Protocol):
+    context_tokens: int
+
+    def stream(self, messages: list[dict], cancel: threading.Event) -> Iterator[str]:
+        """Reply tokens as they are generated; stops early once `cancel` is set."""
+        ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+class LlamaChatModel:
+    """A GGUF model in-process with llama-cpp-python, using the chat template in its metadata."""
+
+    def __init__(self, config: LlmConfig) -> None:
+        from llama_cpp import Llama
+
+        path = gguf_file(config.model)
+        try:
+            self.llama = Llama(str(path), n_ctx=config.context_tokens, n_threads=config.threads,
+                               seed=config.seed, verbose=False)
+        except (RuntimeError, ValueError, OSError) as e:
+            raise ModelError(f"cannot load the GGUF model at {path}: {e}") from e
+        self.config = config
+        self.context_tokens = config.context_tokens
+        self.name = path.name
+        log.info("llm: %s (%d-token context)", path, config.context_tokens)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def stream(self, messages: list[dict], cancel: threading.Event) -> Iterator[str]:
+        chunks = self.llama.create_chat_completion(messages, stream=True, max_tokens=self.config.max_tokens,
+                                                   temperature=self.config.temperature, seed=self.config.seed)
+        try:
+            for chunk in chunks:
+                if cancel.is_set():
+                    break
+                token = chunk["choices"][0]["delta"].get("content")
+                if token:
+                    yield token
+        finally:
+            chunks.close()  # stops generation at once when the consumer gives up
+
+    def warm_up(self, system_prompt: str) -> None:
+        """Evaluate the system prompt once so its KV cache is ready for the first turn."""
+        for _ in self.stream([{"role": "system", "content": system_prompt}, {"role": "user", "content": "Hi"}],
+                             threading.Event()):
+            break
+
+
+class LlmStage(Stage):
+    """Transcript in; ReplySentence frames and a closing ReplyEnd out."""
+
+    def __init__(self, model: ChatModel, conversation: Conversation, inbox: queue.Queue, outbox: queue.Queue,
+                 stop: threading.Event, bus: EventBus, first_clause_words: int = 0,
+                 cancel_for=lambda turn_id: threading.Event()) -> None:
+        super().__init__("llm", inbox, outbox, stop, bus)
+        self.model, self.conversation = model, conversation
+        self.first_clause_words = first_clause_words
+        self.cancel_for = cancel_for
+
+    def handle(self, transcript: Transcript) -> None:
+        turn_id = transcript.turn_id
+        cancel = self.cancel_for(turn_id)
+        splitter = SentenceSplitter(self.first_clause_words)
+        reply, index = "", 0
+        try:
+            for token in self.model.stream(self.conversation.messages(transcript.text), cancel):
+                if self.stop.is_set():
+                    return
+                if not reply:
+                    self.bus.emit("first_token", turn_id)
+                reply += token
+                for sentence in splitter.push(token):
+                    index = self._sentence(turn_id, index, sentence)
+            for sentence in splitter.flush():
+                index = self._sentence(turn_id, index, sentence)
+        finally:
+            reply = reply.strip()
+            if not cancel.is_set():
+                self.conversation.add(Turn(transcript.text, reply))
+            self.emit(ReplyEnd(turn_id, reply))
+
+    def _sentence(self, turn_id: int, index: int, text: str) -> int:
+        self.bus.emit("sentence", turn_id, text, index=index)
+        self.emit(ReplySentence(turn_id, index, text, time.monotonic()))
+        return index + 1

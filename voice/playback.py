@@ -1,0 +1,162 @@
+"""Audio sinks and the playback stage.
+
+An AudioSink takes float32 mono blocks at its own rate; speakers and a WAV writer are two
+sinks. The playback stage resamples each sentence to the sink's rate and writes it in
+short blocks, so an interruption can stop it between blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import soundfile
+import soxr
+
+from .config import OutputConfig
+from .frames import ReplyEnd, SpeechAudio
+from .stage import EventBus, Stage
+
+log = logging.getLogger(__name__)
+
+
+class AudioOutputError(RuntimeError):
+    """An output device or file cannot be used."""
+
+
+class AudioSink(Protocol):
+    sample_rate: int
+
+    def write(self, block: np.ndarray) -> None:
+        """Play (or store) a float32 mono block; returns when the sink has taken it."""
+        ...
+
+    def discard(self) -> None:
+        """Drop whatever is buffered but not yet heard (barge-in)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class WavSink:
+    """Writes what would have been played to a WAV file.
+
+    With `pace` it behaves like a sound card: writes take real time, and silence fills the
+    gaps between replies, so the file lines up with a real-time input.
+    """
+
+    def __init__(self, path: str | Path, sample_rate: int = 22050, pace: bool = False) -> None:
+        self.sample_rate = sample_rate
+        self.pace = pace
+        try:
+            self._file = soundfile.SoundFile(str(path), "w", sample_rate, 1, "PCM_16")
+        except (soundfile.LibsndfileError, RuntimeError, OSError) as e:
+            raise AudioOutputError(f"cannot write {path}: {e}") from e
+        self._t0 = time.monotonic()
+        self._written = 0  # samples
+        self._lock = threading.Lock()
+
+    def write(self, block: np.ndarray) -> None:
+        with self._lock:
+            if self.pace:
+                due = int((time.monotonic() - self._t0) * self.sample_rate)
+                if due > self._written:
+                    self._file.write(np.zeros(due - self._written, np.float32))
+                    self._written = due
+            self._file.write(block)
+            self._written += len(block)
+        if self.pace:
+            time.sleep(max(0.0, self._t0 + self._written / self.sample_rate - time.monotonic()))
+
+    def discard(self) -> None:
+        pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+class SpeakerSink:
+    """A sounddevice output stream, written with blocking writes from the playback thread."""
+
+    def __init__(self, device: str | int | None = None, preferred_rate: int = 22050) -> None:
+        import sounddevice as sd
+
+        from .capture import AudioInputError, _pick_rate
+
+        try:
+            self.sample_rate = _pick_rate(sd, device, preferred_rate, "output")
+        except AudioInputError as e:
+            raise AudioOutputError(str(e)) from e
+        try:
+            self._stream = sd.OutputStream(device=device, channels=1, samplerate=self.sample_rate,
+                                           dtype="float32", latency="low")
+            self._stream.start()
+        except sd.PortAudioError as e:
+            raise AudioOutputError(f"cannot open the speaker ({device or 'default'}): {e}") from e
+        self.underflows = 0
+        log.info("speaker: %s at %d Hz", sd.query_devices(self._stream.device)["name"], self.sample_rate)
+
+    def write(self, block: np.ndarray) -> None:
+        if self._stream.write(block.reshape(-1, 1)):
+            self.underflows += 1
+
+    def discard(self) -> None:
+        self._stream.abort(ignore_errors=True)
+        self._stream.start()
+
+    def close(self) -> None:
+        self._stream.stop(ignore_errors=True)
+        self._stream.close(ignore_errors=True)
+
+
+class PlaybackStage(Stage):
+    """SpeechAudio in, sound out. `speaking` is set from a reply's first block until its end."""
+
+    def __init__(self, config: OutputConfig, sink: AudioSink, inbox: queue.Queue, stop: threading.Event,
+                 bus: EventBus, speaking: threading.Event, is_cancelled=lambda turn_id: False) -> None:
+        super().__init__("playback", inbox, None, stop, bus)
+        self.sink = sink
+        self.block = max(1, sink.sample_rate * config.block_ms // 1000)
+        self.speaking = speaking
+        self.is_cancelled = is_cancelled
+        self._playing_turns: set[int] = set()
+        self._played_s: dict[int, float] = {}
+
+    def handle(self, item: SpeechAudio | ReplyEnd) -> None:
+        if isinstance(item, ReplyEnd):
+            self._end(item)
+            return
+        if self.is_cancelled(item.turn_id):
+            return
+        pcm = item.pcm
+        if item.sample_rate != self.sink.sample_rate:
+            pcm = soxr.resample(pcm, item.sample_rate, self.sink.sample_rate).astype(np.float32)
+        for i in range(0, len(pcm), self.block):
+            if self.stop.is_set() or self.is_cancelled(item.turn_id):
+                self.sink.discard()
+                break
+            if item.turn_id not in self._playing_turns:
+                self._playing_turns.add(item.turn_id)
+                self.speaking.set()
+                self.bus.emit("playback_start", item.turn_id)
+            self.sink.write(pcm[i:i + self.block])
+            self._played_s[item.turn_id] = self._played_s.get(item.turn_id, 0.0) + min(self.block, len(pcm) - i) / self.sink.sample_rate
+        else:
+            self.bus.emit("sentence_played", item.turn_id, item.text, index=item.index)
+
+    def _end(self, end: ReplyEnd) -> None:
+        played = self._played_s.pop(end.turn_id, 0.0)
+        if end.turn_id in self._playing_turns:
+            self._playing_turns.discard(end.turn_id)
+            self.bus.emit("playback_end", end.turn_id, played_s=round(played, 3))
+        self.speaking.clear()
+        self.bus.emit("reply_done", end.turn_id, end.text)
+
+    def finish(self) -> None:
+        self.speaking.clear()

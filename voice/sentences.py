@@ -1,0 +1,71 @@
+"""Streamed LLM tokens to speakable sentences.
+
+A sentence ends at . ! ? or a line break followed by more text; abbreviations, decimals
+and initials do not end one. The first piece of a reply may be cut early at a comma
+(`first_clause_words`) so speech starts sooner. Markdown, emoji and list bullets that a
+small model likes to write are removed, since they are read aloud badly.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "no", "approx", "u.s"}
+_END = re.compile(r"([.!?]+[\"')\]]*|\n+)(\s+)")
+_MARKUP = re.compile(r"[*_`#>|~]+|^\s*[-•]\s+|^\s*\d+\.\s+(?=\D)", re.M)
+_EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\uFE0F\u200D]+")
+
+
+def clean_for_speech(text: str) -> str:
+    text = _EMOJI.sub("", _MARKUP.sub("", text))
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _is_boundary(text: str, end: int) -> bool:
+    """Does the punctuation ending at `end` close a sentence?"""
+    if text[end - 1] == "\n":
+        return True
+    word = re.search(r"(\S+)$", text[:end])
+    stem = word.group(1).rstrip(".!?\"')]").lower() if word else ""
+    if text[end - 1] == "." and (stem in _ABBREVIATIONS or (len(stem) == 1 and stem.isalpha())):
+        return False
+    return True
+
+
+class SentenceSplitter:
+    def __init__(self, first_clause_words: int = 0) -> None:
+        self.first_clause_words = first_clause_words
+        self._buf = ""
+        self._emitted = 0
+
+    def push(self, token: str) -> list[str]:
+        """Add a token; return the sentences it completed (already cleaned, never empty)."""
+        self._buf += token
+        out = []
+        while True:
+            cut = self._find_cut()
+            if cut is None:
+                break
+            piece, self._buf = self._buf[:cut], self._buf[cut:]
+            piece = clean_for_speech(piece)
+            if piece:
+                out.append(piece)
+                self._emitted += 1
+        return out
+
+    def flush(self) -> list[str]:
+        piece, self._buf = clean_for_speech(self._buf), ""
+        if piece:
+            self._emitted += 1
+            return [piece]
+        return []
+
+    def _find_cut(self) -> int | None:
+        for m in _END.finditer(self._buf):
+            if _is_boundary(self._buf, m.end(1)):
+                return m.end()
+        if self._emitted == 0 and self.first_clause_words:
+            m = re.search(r"[,;:](\s+)", self._buf)
+            if m and len(self._buf[:m.start()].split()) >= self.first_clause_words:
+                return m.end()
+        return None

@@ -1,0 +1,98 @@
+"""The thread that every pipeline stage is: take a frame, handle it, pass results on.
+
+Stopping has two forms (see pipecat's EndFrame/CancelFrame): the shared `stop` event
+cancels at once; the END sentinel drains in order, each stage forwarding it after all
+that came before. Errors are caught around one item, logged with their traceback and
+reported as an `error` event; the stage keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any, Callable
+
+from .frames import END, Event
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.05  # how often a blocked stage looks at the stop event
+
+
+class EventBus:
+    """Fan-out of pipeline events to subscribers (console, metrics, a window).
+
+    Subscribers are called on the emitting stage's thread and must return quickly.
+    """
+
+    def __init__(self) -> None:
+        self._subscribers: list[Callable[[Event], None]] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, fn: Callable[[Event], None]) -> None:
+        with self._lock:
+            self._subscribers.append(fn)
+
+    def emit(self, kind: str, turn_id: int | None = None, text: str = "", t: float | None = None, **data: Any) -> None:
+        event = Event(kind, turn_id, time.monotonic() if t is None else t, text, data)
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for fn in subscribers:
+            try:
+                fn(event)
+            except Exception:  # a broken subscriber must not take a stage down
+                log.exception("event subscriber %r failed on %s", fn, kind)
+
+
+def put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
+    """Put on a bounded queue, giving up if `stop` is set. True if the item was queued."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+class Stage(threading.Thread):
+    """One pipeline stage on its own thread. Subclasses implement `handle`."""
+
+    def __init__(self, name: str, inbox: queue.Queue, outbox: queue.Queue | None,
+                 stop: threading.Event, bus: EventBus) -> None:
+        super().__init__(name=name, daemon=True)
+        self.inbox, self.outbox, self.stop, self.bus = inbox, outbox, stop, bus
+
+    def handle(self, item: Any) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Called once when END arrives, before it is forwarded."""
+
+    def emit(self, item: Any) -> None:
+        if self.outbox is not None:
+            put(self.outbox, item, self.stop)
+
+    def run(self) -> None:
+        log.debug("%s started", self.name)
+        while not self.stop.is_set():
+            try:
+                item = self.inbox.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+            if item is END:
+                self._guarded(self.finish, None)
+                self.emit(END)
+                break
+            self._guarded(self.handle, item)
+        log.debug("%s stopped", self.name)
+
+    def _guarded(self, fn: Callable, item: Any) -> None:
+        try:
+            fn(item) if item is not None else fn()
+        except Exception as e:
+            turn_id = getattr(item, "turn_id", None)
+            log.exception("%s failed on %s", self.name, type(item).__name__ if item is not None else "finish")
+            self.bus.emit("error", turn_id, f"{self.name} failed: {e}", stage=self.name)

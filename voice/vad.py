@@ -1,0 +1,233 @@
+"""Voice activity: webrtcvad says "speech or not" per frame; a pure state machine cuts turns.
+
+The segmenter knows nothing of audio or threads: it takes one boolean (and an opaque
+payload) per frame, so it is tested with lists of booleans. States:
+
+    quiet    -> starting  first voiced frame
+    starting -> speaking  `start_ms` of voice within `start_window_ms`   (emits Opened)
+    starting -> quiet     the window passes without enough voice
+    speaking -> stopping  an unvoiced frame
+    stopping -> speaking  a voiced frame before `end_silence_ms` of silence
+    stopping -> quiet     `end_silence_ms` of silence                        (emits Closed or Dropped)
+
+A pre-roll ring buffer keeps `pre_roll_ms` of audio from before the first voiced frame.
+Push-to-talk forces the state with `force_open` / `force_close`; with `auto_open=False`
+voice alone never opens a turn.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import webrtcvad
+
+from .config import VadConfig
+from .frames import AudioFrame, Utterance
+from .stage import EventBus, Stage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Opened:
+    t_start: float  # monotonic s of the first voiced frame
+
+
+@dataclass(frozen=True)
+class Closed:
+    payloads: list  # frames of the turn, pre-roll included
+    t_start: float  # first voiced frame
+    t_end: float  # last voiced frame
+    voiced_ms: int
+    cut: bool  # closed by the maximum turn length, not by silence
+
+
+@dataclass(frozen=True)
+class Dropped:
+    voiced_ms: int  # too little voice: a click, a cough
+
+
+Outcome = Opened | Closed | Dropped | None
+
+
+class Segmenter:
+    """Hysteresis over per-frame speech decisions. All lengths are in frames internally."""
+
+    def __init__(self, frame_ms: int, start_ms: int, start_window_ms: int, min_speech_ms: int,
+                 end_silence_ms: int, pre_roll_ms: int, max_turn_ms: int, auto_open: bool = True) -> None:
+        def frames(ms: float) -> int:
+            return max(1, int(round(ms / frame_ms)))
+
+        self.frame_ms = frame_ms
+        self.start_frames = frames(start_ms)
+        self.window_frames = max(self.start_frames, frames(start_window_ms))
+        self.min_speech_frames = frames(min_speech_ms) if min_speech_ms > 0 else 0
+        self.end_frames = frames(end_silence_ms)
+        self.pre_roll_frames = int(round(pre_roll_ms / frame_ms))
+        self.max_frames = frames(max_turn_ms)
+        self.auto_open = auto_open
+        self._ring: collections.deque = collections.deque(maxlen=self.pre_roll_frames + self.window_frames)
+        self.reset()
+
+    @classmethod
+    def from_config(cls, c: VadConfig, frame_ms: int, auto_open: bool = True) -> "Segmenter":
+        return cls(frame_ms, c.start_ms, c.start_window_ms, c.min_speech_ms, c.end_silence_ms,
+                   c.pre_roll_ms, int(c.max_turn_s * 1000), auto_open)
+
+    def reset(self) -> None:
+        """Forget any turn in progress (used while the assistant speaks, half-duplex)."""
+        self._ring.clear()
+        self._turn: list | None = None
+        self._forced = False
+        self._voiced = 0
+        self._silence = 0
+        self._t_start = self._t_last_voiced = 0.0
+
+    @property
+    def state(self) -> str:
+        if self._turn is None:
+            return "starting" if any(v for _, v, _ in self._ring) else "quiet"
+        return "stopping" if self._silence else "speaking"
+
+    @property
+    def in_turn(self) -> bool:
+        return self._turn is not None
+
+    def push(self, voiced: bool, payload: Any = None, t: float = 0.0) -> Outcome:
+        if self._turn is None:
+            return self._push_quiet(voiced, payload, t)
+        return self._push_turn(voiced, payload, t)
+
+    def force_open(self, t: float) -> Opened:
+        """Push-to-talk pressed: open a turn now, with the pre-roll."""
+        if self._turn is None:
+            self._open(t, first=max(0, len(self._ring) - self.pre_roll_frames))
+        self._forced = True
+        return Opened(self._t_start)
+
+    def force_close(self, t: float) -> Outcome:
+        """Push-to-talk released: the turn ends now, with no silence window."""
+        if self._turn is None:
+            return None
+        return self._close(cut=False, t_end=self._t_last_voiced or t)
+
+    def flush(self) -> Outcome:
+        """The input ended: close a turn in progress as if silence had followed."""
+        if self._turn is None:
+            return None
+        return self._close(cut=False, t_end=self._t_last_voiced)
+
+    def _push_quiet(self, voiced: bool, payload: Any, t: float) -> Outcome:
+        self._ring.append((payload, voiced, t))
+        if not self.auto_open:
+            return None
+        recent = list(self._ring)[-self.window_frames:]
+        if sum(v for _, v, _ in recent) < self.start_frames:
+            return None
+        first_voiced = len(self._ring) - len(recent) + next(i for i, (_, v, _) in enumerate(recent) if v)
+        self._open(t, first=max(0, first_voiced - self.pre_roll_frames))
+        return Opened(self._t_start)
+
+    def _open(self, t: float, first: int) -> None:
+        ring = list(self._ring)[first:]
+        self._turn = [p for p, _, _ in ring]
+        voiced = [(ft, v) for _, v, ft in ring if v]
+        self._voiced = len(voiced)
+        self._t_start = voiced[0][0] if voiced else t
+        self._t_last_voiced = voiced[-1][0] if voiced else 0.0
+        # silence since the last voiced frame of the window already counts
+        self._silence = 0
+        for _, v, _ in reversed(ring):
+            if v:
+                break
+            self._silence += 1
+        self._ring.clear()
+
+    def _push_turn(self, voiced: bool, payload: Any, t: float) -> Outcome:
+        self._turn.append(payload)
+        if voiced:
+            self._voiced += 1
+            self._silence = 0
+            self._t_last_voiced = t
+        else:
+            self._silence += 1
+        if self._silence >= self.end_frames and not self._forced:
+            return self._close(cut=False, t_end=self._t_last_voiced)
+        if len(self._turn) >= self.max_frames:
+            return self._close(cut=True, t_end=t)
+        return None
+
+    def _close(self, cut: bool, t_end: float) -> Outcome:
+        keep = len(self._turn) - max(0, self._silence - 2)  # trim trailing silence, keep 2 frames
+        payloads, voiced_ms, t_start = self._turn[:keep], self._voiced * self.frame_ms, self._t_start
+        forced = self._forced
+        self.reset()
+        if cut:  # a monologue goes on: the next turn starts at once
+            self._turn, self._t_start, self._forced = [], t_end, forced
+        # a push-to-talk turn needs some voice; an automatic one needs min_speech_ms of it
+        min_voiced_ms = self.frame_ms if forced else max(self.frame_ms, self.min_speech_frames * self.frame_ms)
+        if voiced_ms >= min_voiced_ms:
+            return Closed(payloads, t_start, t_end, voiced_ms, cut)
+        return Dropped(voiced_ms)
+
+
+class WebRtcVad:
+    """webrtcvad on 10/20/30 ms int16 frames at 8/16/32/48 kHz."""
+
+    def __init__(self, aggressiveness: int, sample_rate: int) -> None:
+        self._vad = webrtcvad.Vad(aggressiveness)
+        self.sample_rate = sample_rate
+
+    def is_speech(self, pcm: np.ndarray) -> bool:
+        return self._vad.is_speech(pcm.tobytes(), self.sample_rate)
+
+
+class VadStage(Stage):
+    """AudioFrame in, Utterance out; emits speech_start / speech_end / turn_decided events.
+
+    `listen_gate` (half-duplex) is a callable telling whether the microphone may open or
+    continue a turn now; while it says no, frames are discarded.
+    """
+
+    def __init__(self, config: VadConfig, frame_ms: int, inbox: queue.Queue, outbox: queue.Queue,
+                 stop: threading.Event, bus: EventBus, next_turn_id: Callable[[], int],
+                 listen_gate: Callable[[], bool] = lambda: True, auto_open: bool = True) -> None:
+        super().__init__("vad", inbox, outbox, stop, bus)
+        self.segmenter = Segmenter.from_config(config, frame_ms, auto_open)
+        self.vad = WebRtcVad(config.aggressiveness, 16000)
+        self.next_turn_id = next_turn_id
+        self.listen_gate = listen_gate
+        self.dropped = 0
+
+    def handle(self, frame: AudioFrame) -> None:
+        if not self.listen_gate():
+            if self.segmenter.in_turn or self.segmenter.state != "quiet":
+                self.segmenter.reset()
+            return
+        self._outcome(self.segmenter.push(self.vad.is_speech(frame.pcm), frame, frame.t))
+
+    def finish(self) -> None:
+        self._outcome(self.segmenter.flush())
+
+    def _outcome(self, outcome: Outcome) -> None:
+        if isinstance(outcome, Opened):
+            self.bus.emit("speech_start", t=outcome.t_start)
+        elif isinstance(outcome, Dropped):
+            self.dropped += 1
+            self.bus.emit("turn_dropped", text=f"too short ({outcome.voiced_ms} ms of voice)")
+        elif isinstance(outcome, Closed):
+            frames: list[AudioFrame] = outcome.payloads
+            turn_id = self.next_turn_id()
+            utterance = Utterance(turn_id, np.concatenate([f.pcm for f in frames]), frames[0].sample_rate,
+                                  outcome.t_start, outcome.t_end, time.monotonic())
+            self.bus.emit("speech_end", turn_id, t=outcome.t_end)
+            self.bus.emit("turn_decided", turn_id, t=utterance.t_decided, cut=outcome.cut,
+                          speech_start=outcome.t_start, audio_s=round(utterance.duration, 3))
+            self.emit(utterance)
