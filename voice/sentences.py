@@ -65,7 +65,7 @@ class SentenceSplitter:
             if _is_boundary(self._buf, m.end(1)):
                 return m.end()
         if self._emitted == 0 and self.first_clause_words:
-            m = re.search(r"[,;:](\s+)", self._buf)
-            if m and len(self._buf[:m.start()].split()) >= self.first_clause_words:
-                return m.end()
+            for m in re.finditer(r"[,;:](\s+)", self._buf):
+                if len(self._buf[:m.start()].split()) >= self.first_clause_words:
+                    return m.end()
         return None

@@ -1,0 +1,125 @@
+"""Whole turns through the whole pipeline, replayed from files, with the real models."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+import soxr
+
+from conftest import normalise, wer
+from voice.capture import FileSource, read_audio
+from voice.metrics import TurnMetrics
+from voice.pipeline import Pipeline
+from voice.playback import WavSink
+from voice.sentences import clean_for_speech
+
+
+def replay(path, engines, config, out_wav):
+    """Run a file through the pipeline as fast as it goes; the finished turn records."""
+    metrics = TurnMetrics()
+    source = FileSource(path, config.audio.frame_ms, realtime=False, tail_s=1.0)
+    pipeline = Pipeline(config, engines, source, WavSink(out_wav, engines.synthesizer.sample_rate), half_duplex=False)
+    pipeline.bus.subscribe(metrics)
+    pipeline.run()
+    assert not pipeline.stop(), "every stage stopped"
+    return metrics.turns
+
+
+def check_turn(turns, out_wav, engines, heard_words):
+    answered = [t for t in turns if "reply" in t]
+    assert len(answered) == 1, turns
+    turn = answered[0]
+    assert set(heard_words) <= set(normalise(turn["transcript"]).split()), turn["transcript"]
+    assert turn["reply"].strip(), "a non-empty reply"
+    for key in ("speech_start", "speech_end", "end_of_turn", "transcript_ready", "first_token",
+                "first_sentence", "first_tts_audio", "playback_start", "playback_end"):
+        assert key in turn, key
+    assert turn["speech_end"] <= turn["end_of_turn"] <= turn["transcript_ready"] <= turn["first_token"]
+    assert turn["first_sentence"] <= turn["first_tts_audio"] <= turn["playback_start"] <= turn["playback_end"]
+    # the reply audio is speech saying the reply
+    audio = read_audio(out_wav).astype(np.float32) / 32768.0
+    assert len(audio) > 8000, "at least half a second of reply audio"
+    heard = engines.transcriber.transcribe(audio).text
+    assert wer(clean_for_speech(turn["reply"]), heard) <= 0.4, (turn["reply"], heard)
+
+
+def test_recorded_human_speech_flac_44k_stereo(engines, config, shared_clips, tmp_path):
+    clip = next(c for c in shared_clips if c["file"] == "jfk.flac")
+    info = soundfile.info(str(clip["path"]))
+    assert (info.samplerate, info.channels) == (44100, 2)
+    turns = replay(clip["path"], engines, config, tmp_path / "reply.wav")
+    # Kennedy pauses for longer than the end-of-turn window: each phrase is a turn, each answered
+    assert len(turns) >= 2 and all(t.get("reply") for t in turns), turns
+    assert wer(clip["transcript"], " ".join(t["transcript"] for t in turns)) <= 0.2
+    assert soundfile.info(str(tmp_path / "reply.wav")).duration > len(turns) * 0.5
+
+
+def test_piper_synthesized_question(engines, config, synth_question, tmp_path):
+    question = synth_question("What is the capital of France?")
+    turns = replay(question, engines, config, tmp_path / "reply.wav")
+    check_turn(turns, tmp_path / "reply.wav", engines, ["capital", "france"])
+
+
+def test_8khz_mono_wav(engines, config, shared_clips, tmp_path):
+    clip = next(c for c in shared_clips if c["file"] == "LJ001-0006.wav")
+    data, rate = soundfile.read(str(clip["path"]), dtype="float32")
+    path = tmp_path / "q8k.wav"
+    soundfile.write(str(path), soxr.resample(data, rate, 8000), 8000, subtype="PCM_16")
+    turns = replay(path, engines, config, tmp_path / "reply.wav")
+    check_turn(turns, tmp_path / "reply.wav", engines, ["worth", "example", "typography"])
+
+
+def test_two_questions_make_two_turns_with_history(engines, config, synth_question, tmp_path):
+    a = read_audio(synth_question("My name is Alice."))
+    b = read_audio(synth_question("What is my name?"))
+    path = tmp_path / "two.wav"
+    soundfile.write(str(path), np.concatenate([a, np.zeros(16000, np.int16), b]), 16000)
+    metrics = TurnMetrics()
+    source = FileSource(path, config.audio.frame_ms, realtime=False, tail_s=1.0)
+    pipeline = Pipeline(config, engines, source, WavSink(tmp_path / "r.wav", 22050), half_duplex=False)
+    pipeline.bus.subscribe(metrics)
+    pipeline.run()
+    assert [normalise(t["transcript"]) for t in metrics.turns] == ["my name is alice", "what is my name"]
+    history = pipeline.conversation.messages("again")
+    assert [m["role"] for m in history] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert "alice" in normalise(history[1]["content"])
+
+
+def test_cli_replays_a_file(synth_question, tmp_path):
+    question = synth_question("What is the capital of France?")
+    out, metrics = tmp_path / "reply.wav", tmp_path / "m.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "voice", "--input", str(question), "--output", str(out),
+                           "--fast", "--metrics", str(metrics)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any(l.startswith("you: ") and "France" in l for l in lines), lines
+    assert any(l.startswith("assistant: ") and len(l) > 12 for l in lines), lines
+    record = json.loads(metrics.read_text().splitlines()[0])
+    assert record["response_latency_s"] > 0 and record["reply"]
+    assert soundfile.info(str(out)).duration > 0.5
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--input", "/nonexistent.wav"], 5, "input file not found"),
+    (["--config", "/nonexistent.toml", "--input", "x.wav"], 3, "config file not found"),
+])
+def test_cli_errors_are_one_line(args, code, message, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "voice", *args], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
+    assert proc.returncode == code
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_missing_model_is_named(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[llm]\nmodel = "models/nothing-here.gguf"\n')
+    (tmp_path / "q.wav").write_bytes(b"")
+    soundfile.write(str(tmp_path / "q.wav"), np.zeros(1600, np.float32), 16000)
+    proc = subprocess.run([sys.executable, "-m", "voice", "--config", str(cfg), "--input", "q.wav", "--fast"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 4, proc.stderr
+    assert "nothing-here.gguf" in proc.stderr and "Traceback" not in proc.stderr

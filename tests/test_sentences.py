@@ -1,0 +1,46 @@
+from voice.history import Conversation, Turn
+from voice.sentences import SentenceSplitter, clean_for_speech
+
+
+def feed(splitter, text, step=3):
+    out = []
+    for i in range(0, len(text), step):
+        out += splitter.push(text[i:i + step])
+    return out + splitter.flush()
+
+
+def test_sentences_are_cut_as_tokens_arrive():
+    s = SentenceSplitter()
+    assert s.push("Paris is the capital") == []
+    assert s.push(" of France. It is") == ["Paris is the capital of France."]
+    assert s.flush() == ["It is"]
+
+
+def test_abbreviations_decimals_and_initials_do_not_split():
+    text = "Dr. Smith paid 3.50 dollars, e.g. for J. R. R. Tolkien books. Done!"
+    assert feed(SentenceSplitter(), text) == ["Dr. Smith paid 3.50 dollars, e.g. for J. R. R. Tolkien books.", "Done!"]
+
+
+def test_first_clause_can_be_cut_at_a_comma():
+    out = feed(SentenceSplitter(first_clause_words=3), "Well, the answer is simple, it is forty two. Yes.")
+    assert out == ["Well, the answer is simple,", "it is forty two.", "Yes."]
+
+
+def test_markup_and_emoji_are_not_spoken():
+    assert clean_for_speech("**Sure!** 😀 Here:\n- one\n- two") == "Sure! Here: one two"
+
+
+def test_history_drops_oldest_turns_to_fit():
+    conv = Conversation("sys", lambda t: len(t.split()), budget_tokens=40)
+    for i in range(10):
+        conv.add(Turn(f"question {i} " * 2, f"answer {i} " * 2))
+    msgs = conv.messages("new question")
+    assert msgs[0] == {"role": "system", "content": "sys"} and msgs[-1]["content"] == "new question"
+    kept = [m["content"] for m in msgs[1:-1]]
+    assert kept and "answer 9" in kept[-1] and not any("question 0" in k for k in kept)
+
+
+def test_interrupted_turn_is_marked():
+    conv = Conversation("sys", len, budget_tokens=10_000)
+    conv.add(Turn("hi", "Hello there", interrupted=True))
+    assert conv.messages("x")[2]["content"].endswith("[interrupted by the user]")

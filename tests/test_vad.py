@@ -1,0 +1,98 @@
+"""The VAD segmenter on sequences of booleans (20 ms frames), and webrtcvad on real speech."""
+
+import numpy as np
+import pytest
+
+from voice.capture import read_audio
+from voice.vad import Closed, Dropped, Opened, Segmenter, WebRtcVad
+
+
+def seg(**kw) -> Segmenter:
+    args = dict(frame_ms=20, start_ms=60, start_window_ms=200, min_speech_ms=200, end_silence_ms=500,
+                pre_roll_ms=100, max_turn_ms=30_000)
+    args.update(kw)
+    return Segmenter(**args)
+
+
+def run(s: Segmenter, pattern: str) -> list:
+    """'1' voiced frame, '0' silent frame; the payload is the frame's index."""
+    out = []
+    for i, ch in enumerate(pattern):
+        o = s.push(ch == "1", i, i * 0.02)
+        if o is not None:
+            out.append(o)
+    return out
+
+
+def test_a_turn_opens_and_closes_with_pre_roll():
+    s = seg()
+    out = run(s, "0" * 10 + "1" * 20 + "0" * 25)
+    assert isinstance(out[0], Opened) and isinstance(out[1], Closed)
+    closed = out[1]
+    assert closed.payloads[0] == 5, "100 ms (5 frames) of pre-roll before the first voiced frame"
+    assert closed.payloads[-1] <= 31, "trailing silence trimmed to 2 frames"
+    assert closed.t_start == pytest.approx(10 * 0.02) and closed.t_end == pytest.approx(29 * 0.02)
+    assert s.state == "quiet"
+
+
+def test_short_noise_is_ignored():
+    s = seg()
+    # a 40 ms click never opens a turn; a 120 ms cough opens one that is dropped as too short
+    assert run(s, "0" * 5 + "11" + "0" * 30) == []
+    out = run(s, "0" * 5 + "111111" + "0" * 30)
+    assert isinstance(out[0], Opened) and isinstance(out[1], Dropped)
+
+
+def test_pause_shorter_than_the_window_does_not_split():
+    s = seg()
+    out = run(s, "1" * 20 + "0" * 20 + "1" * 20 + "0" * 26)
+    closed = [o for o in out if isinstance(o, Closed)]
+    assert len(closed) == 1 and closed[0].voiced_ms == 40 * 20
+
+
+def test_pause_as_long_as_the_window_splits():
+    out = run(seg(), "1" * 20 + "0" * 26 + "1" * 20 + "0" * 26)
+    assert sum(isinstance(o, Closed) for o in out) == 2
+
+
+def test_states_follow_the_frames():
+    s = seg()
+    assert s.state == "quiet"
+    s.push(True)
+    assert s.state == "starting"
+    s.push(True), s.push(True)
+    assert s.state == "speaking"
+    s.push(False)
+    assert s.state == "stopping"
+
+
+def test_monologue_is_cut_at_max_turn():
+    out = run(seg(max_turn_ms=1000), "1" * 120 + "0" * 26)
+    closed = [o for o in out if isinstance(o, Closed)]
+    assert [c.cut for c in closed] == [True, True, False]
+    assert all(len(c.payloads) <= 50 for c in closed)
+
+
+def test_push_to_talk_forces_the_state():
+    s = seg(auto_open=False)
+    assert run(s, "1" * 30) == [], "voice alone never opens a turn"
+    s.force_open(1.0)
+    run(s, "1" * 10 + "0" * 40)
+    closed = s.force_close(2.0)
+    assert isinstance(closed, Closed) and s.state == "quiet"
+
+
+def test_flush_closes_a_turn_at_end_of_input():
+    s = seg()
+    run(s, "1" * 20)
+    assert isinstance(s.flush(), Closed)
+
+
+def test_webrtcvad_hears_recorded_speech_not_silence(shared_clips):
+    vad = WebRtcVad(2, 16000)
+    pcm = read_audio(shared_clips[1]["path"])
+    frames = [pcm[i:i + 320] for i in range(0, len(pcm) - 320, 320)]
+    voiced = sum(vad.is_speech(f) for f in frames) / len(frames)
+    assert voiced > 0.5
+    fresh = WebRtcVad(2, 16000)
+    assert not any(fresh.is_speech(np.zeros(320, np.int16)) for _ in range(50))
