@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import urlsplit
 
 DEFAULT_TOML = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 
@@ -47,6 +48,7 @@ class SttConfig:
     threads: int
     language: str
     beam_size: int
+    short_encode: bool
     no_speech_threshold: float
     logprob_threshold: float
 
@@ -60,6 +62,12 @@ class LlmConfig:
     temperature: float
     seed: int
     system_prompt: str
+    backend: str  # "local" (the in-process GGUF) or "openai" (an OpenAI-compatible server)
+    base_url: str
+    api_model: str
+    api_key_env: str
+    timeout_s: float
+    fallback_to_local: bool
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,15 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class HotkeyConfig:
+    key: str  # push-to-talk key, e.g. "F9" or "ctrl+alt+space"; "" = voice opens turns by itself
+    mode: str  # "hold" or "toggle"
+    backend: str  # "auto", "pynput", "evdev" or "window"
+    wake_phrase: str  # "" = none; else only transcripts with it are answered
+    follow_up_s: float  # after the wake phrase alone, the next turn within this needs none
+
+
+@dataclass(frozen=True)
 class Config:
     audio: AudioConfig
     vad: VadConfig
@@ -82,6 +99,7 @@ class Config:
     llm: LlmConfig
     tts: TtsConfig
     output: OutputConfig
+    hotkey: HotkeyConfig
 
     def replace(self, section: str, **values: Any) -> "Config":
         """A copy with some keys of one section changed (used for command-line overrides)."""
@@ -157,4 +175,28 @@ def _validate(c: Config) -> None:
                         ("llm.context_tokens", c.llm.context_tokens), ("llm.max_tokens", c.llm.max_tokens)):
         if value <= 0:
             raise ConfigError(f"config key '{name}' must be positive, got {value}")
+    if c.llm.backend not in ("local", "openai"):
+        raise ConfigError(f"config key 'llm.backend' must be \"local\" or \"openai\", got {c.llm.backend!r}")
+    if c.llm.backend == "openai" and (problem := url_problem(c.llm.base_url)):
+        raise ConfigError(f"config key 'llm.base_url' {problem}")
+    _validate_hotkey(c.hotkey)
+    if c.llm.timeout_s <= 0:
+        raise ConfigError(f"config key 'llm.timeout_s' must be positive, got {c.llm.timeout_s}")
+
+
+def _validate_hotkey(c: HotkeyConfig) -> None:
+    if c.mode not in ("hold", "toggle"):
+        raise ConfigError(f"config key 'hotkey.mode' must be \"hold\" or \"toggle\", got {c.mode!r}")
+    if c.backend not in ("auto", "pynput", "evdev", "window"):
+        raise ConfigError(f"config key 'hotkey.backend' must be auto, pynput, evdev or window, got {c.backend!r}")
+    if c.follow_up_s < 0:
+        raise ConfigError(f"config key 'hotkey.follow_up_s' must not be negative, got {c.follow_up_s}")
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be an OpenAI-compatible API base, or None if it can."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"must be an http(s) URL such as http://127.0.0.1:8080/v1, got {url!r}"
+    return None
 
