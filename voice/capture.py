@@ -18,10 +18,14 @@ import numpy as np
 import soundfile
 import soxr
 
+from .devices import PORTAUDIO, DeviceStream, HasDevice
 from .frames import END, AudioFrame
 from .stage import EventBus, put
 
 log = logging.getLogger(__name__)
+
+STALL_S = 2.0  # a microphone that delivers nothing this long is treated as lost
+OVERFLOW_REPORT_S = 10.0  # at most one overflow warning this often
 
 
 class AudioInputError(RuntimeError):
@@ -87,8 +91,12 @@ class FileSource:
         pass
 
 
-class MicrophoneSource:
-    """A sounddevice input stream. The callback only copies and enqueues."""
+class MicrophoneSource(HasDevice):
+    """A sounddevice input stream. The callback only copies and enqueues.
+
+    A lost device (the stream stops, or delivers nothing for STALL_S) is reopened with
+    backoff by its DeviceStream; frames pause meanwhile and `notify` tells the user.
+    """
 
     def __init__(self, device: str | int | None = None, frame_ms: int = 20, sample_rate: int = 16000,
                  queue_frames: int = 500) -> None:
@@ -96,21 +104,37 @@ class MicrophoneSource:
 
         self.sample_rate = sample_rate
         self.frame_samples = sample_rate * frame_ms // 1000
+        self.device, self.frame_ms = device, frame_ms
         self._q: queue.Queue = queue.Queue(maxsize=queue_frames)
         self.overflows = 0  # blocks dropped because the pipeline fell behind
         self.status_flags = 0  # blocks PortAudio flagged (input overflow etc.)
-        self.device_rate = _pick_rate(sd, device, sample_rate, "input")
-        self._resampler = (soxr.ResampleStream(self.device_rate, sample_rate, 1, dtype="float32")
-                           if self.device_rate != sample_rate else None)
-        block = self.device_rate * frame_ms // 1000
+        self._reported_overflows, self._overflow_report_t = 0, 0.0
+        self._last_block = time.monotonic()
+        self._resampler = None
+        self._device = DeviceStream("microphone", self._open)
         try:
-            self._stream = sd.InputStream(device=device, channels=1, samplerate=self.device_rate, dtype="float32",
-                                          blocksize=block, callback=self._callback)
-            self._stream.start()
-        except sd.PortAudioError as e:
+            self._device.open()
+        except (sd.PortAudioError, ValueError) as e:
+            self._device.close()
             raise AudioInputError(f"cannot open the microphone ({device or 'default'}): {e}") from e
-        info = sd.query_devices(self._stream.device)
-        log.info("microphone: %s at %d Hz", info["name"], self.device_rate)
+
+    def _open(self):
+        """Open and start a stream on the device (at start, and again after the device was lost)."""
+        import sounddevice as sd
+
+        self.device_rate = _pick_rate(sd, self.device, self.sample_rate, "input")
+        self._resampler = (soxr.ResampleStream(self.device_rate, self.sample_rate, 1, dtype="float32")
+                           if self.device_rate != self.sample_rate else None)
+        stream = sd.InputStream(device=self.device, channels=1, samplerate=self.device_rate, dtype="float32",
+                                blocksize=self.device_rate * self.frame_ms // 1000, callback=self._callback)
+        try:
+            stream.start()
+        except sd.PortAudioError:
+            stream.close(ignore_errors=True)
+            raise
+        self._last_block = time.monotonic()
+        log.info("microphone: %s at %d Hz", sd.query_devices(stream.device)["name"], self.device_rate)
+        return stream
 
     def _callback(self, indata, frames, time_info, status) -> None:
         if status:
@@ -124,12 +148,16 @@ class MicrophoneSource:
         pending = np.zeros(0, np.float32)
         n = self.frame_samples
         while not stop.is_set():
+            if not self._device.ensure():  # lost: retried with backoff, frames resume when it is back
+                stop.wait(0.1)
+                continue
             try:
                 block, t = self._q.get(timeout=0.1)
             except queue.Empty:
-                if not self._stream.active:
-                    raise AudioInputError("the microphone stream stopped")
+                self._check_alive()
                 continue
+            self._last_block = time.monotonic()
+            self._report_overflows()
             if self._resampler is not None:
                 block = self._resampler.resample_chunk(block)
             pending = np.concatenate([pending, block])
@@ -137,9 +165,26 @@ class MicrophoneSource:
                 frame, pending = pending[:n], pending[n:]
                 yield AudioFrame(to_int16(frame), self.sample_rate, t - len(pending) / self.sample_rate)
 
+    def _check_alive(self) -> None:
+        """No block came: a stream PortAudio stopped, or one that went silent, lost its device."""
+        with PORTAUDIO.lock:
+            stream = self._device.stream
+            if stream is None:
+                return
+            if not stream.active:
+                self._device.lost("the input stream stopped")
+            elif time.monotonic() - self._last_block > STALL_S:
+                self._device.lost(f"no audio for {STALL_S:.0f} s")
+
+    def _report_overflows(self) -> None:
+        """A warning when blocks were dropped, at most one per OVERFLOW_REPORT_S."""
+        now = time.monotonic()
+        if self.overflows > self._reported_overflows and now - self._overflow_report_t >= OVERFLOW_REPORT_S:
+            log.warning("microphone: %d blocks dropped so far (the pipeline fell behind)", self.overflows)
+            self._reported_overflows, self._overflow_report_t = self.overflows, now
+
     def close(self) -> None:
-        self._stream.abort(ignore_errors=True)
-        self._stream.close(ignore_errors=True)
+        self._device.close()
         if self.overflows or self.status_flags:
             log.warning("microphone: %d blocks dropped (pipeline behind), %d flagged by PortAudio",
                         self.overflows, self.status_flags)

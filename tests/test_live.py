@@ -1,0 +1,167 @@
+"""Live mode against virtual devices: a private PulseAudio server, a question said into its
+microphone, the reply recorded from its speaker and transcribed with the real Whisper; then
+the same with the microphone, or the speaker, unplugged and plugged in again mid-run."""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import soxr
+
+from conftest import normalise, wer
+from pulse_server import MIC_RATE, PulseServer
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTIONS = ("What is the capital of France?", "What color is the sky?", "How many days are in a week?")
+
+pytestmark = pytest.mark.skipif(not PulseServer.available(),
+                                reason="pulseaudio / pulseaudio-utils not installed (Debian: pulseaudio pulseaudio-utils)")
+
+
+class Assistant:
+    """`python -m voice` in live mode as a subprocess, its stdout read line by line."""
+
+    def __init__(self, env: dict, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "voice", *args], cwd=ROOT, env=env, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.lines: queue.Queue = queue.Queue()
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        threading.Thread(target=self._read, args=(self.proc.stdout, self.stdout, self.lines), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr, None), daemon=True).start()
+
+    @staticmethod
+    def _read(stream, store: list, lines: queue.Queue | None) -> None:
+        for line in stream:
+            store.append(line.rstrip("\n"))
+            if lines is not None:
+                lines.put(line.rstrip("\n"))
+
+    def wait_for(self, prefix: str, timeout: float = 90) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                assert self.proc.poll() is None, f"assistant exited ({self.proc.returncode}):\n" + "\n".join(self.stderr)
+                continue
+            if line.startswith(prefix):
+                return line
+        raise AssertionError(f"no line starting {prefix!r} within {timeout} s; stdout: {self.stdout}\n"
+                             f"stderr: {self.stderr[-20:]}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        time.sleep(0.1)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def pulse(tmp_path):
+    server = PulseServer(tmp_path / "pulse")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def questions(synth_question) -> dict[str, np.ndarray]:
+    """Each question as 16 kHz int16 speech, as the microphone will hear it."""
+    out = {}
+    for q in QUESTIONS:
+        pcm, rate = soundfile.read(str(synth_question(q, lead_s=0.3, tail_s=0.2)), dtype="float32")
+        out[q] = (soxr.resample(pcm, rate, MIC_RATE) * 32767).astype(np.int16)
+    return out
+
+
+def ask(assistant: Assistant, pulse: PulseServer, pcm: np.ndarray, question: str) -> str:
+    """Say the question; the assistant must hear it (WER bound) and answer. Returns the reply."""
+    pulse.say(pcm)
+    heard = assistant.wait_for("you: ")[len("you: "):]
+    assert wer(question, heard) <= 0.4, (question, heard)
+    reply = assistant.wait_for("assistant: ")[len("assistant: "):]
+    assert reply and reply != "(no reply)"
+    return reply
+
+
+def reply_matches_recording(engines, recording: Path, reply: str) -> None:
+    pcm, rate = soundfile.read(str(recording), dtype="float32")
+    assert np.abs(pcm).max() > 0.05, "nothing was played on the speaker"
+    heard = engines.transcriber.transcribe(soxr.resample(pcm, rate, 16000)).text
+    assert wer(reply, heard) <= 0.5, (reply, heard)
+
+
+def test_live_answers_a_spoken_question(pulse, questions, engines, tmp_path):
+    pulse.start(speaker=True)
+    assistant = Assistant(pulse.env())
+    recorder = None
+    try:
+        assistant.wait_for("listening")
+        recorder = pulse.record(tmp_path / "speaker.wav")
+        reply = ask(assistant, pulse, questions[QUESTIONS[0]], QUESTIONS[0])
+        time.sleep(1.0)  # the reply is printed when its last block was written; let it sound
+    finally:
+        if recorder is not None:
+            recorder.terminate()
+            recorder.wait(5)
+        code = assistant.stop()
+    assert code == 0, assistant.stderr
+    assert not any("Traceback" in line for line in assistant.stderr), "\n".join(assistant.stderr)
+    reply_matches_recording(engines, tmp_path / "speaker.wav", reply)
+
+
+def test_live_microphone_unplugged_and_back(pulse, questions, tmp_path):
+    # no speaker sink: with one, PulseAudio would move the stream to its monitor instead of ending it
+    pulse.start(speaker=False)
+    assistant = Assistant(pulse.env(), "--output", str(tmp_path / "replies.wav"))
+    try:
+        assistant.wait_for("listening")
+        ask(assistant, pulse, questions[QUESTIONS[0]], QUESTIONS[0])
+        pulse.unload_mic()
+        assert "microphone lost" in assistant.wait_for("microphone lost", timeout=10)
+        time.sleep(1.0)
+        pulse.load_mic()
+        assert "microphone is back" in assistant.wait_for("microphone is back", timeout=20)
+        ask(assistant, pulse, questions[QUESTIONS[1]], QUESTIONS[1])
+    finally:
+        code = assistant.stop()
+    assert code == 0, assistant.stderr
+    assert not any("Traceback" in line for line in assistant.stderr), "\n".join(assistant.stderr)
+
+
+def test_live_speaker_unplugged_and_back(pulse, questions, engines, tmp_path):
+    pulse.start(speaker=True)
+    assistant = Assistant(pulse.env())
+    recorder = None
+    try:
+        assistant.wait_for("listening")
+        pulse.unload_speaker()
+        ask(assistant, pulse, questions[QUESTIONS[0]], QUESTIONS[0])  # answered into nothing
+        assert any(line.startswith("speaker lost") for line in assistant.stdout), assistant.stdout
+        pulse.load_speaker()
+        recorder = pulse.record(tmp_path / "speaker.wav")
+        reply = ask(assistant, pulse, questions[QUESTIONS[2]], QUESTIONS[2])
+        assert any("speaker is back" in line for line in assistant.stdout), assistant.stdout
+        time.sleep(1.0)
+    finally:
+        if recorder is not None:
+            recorder.terminate()
+            recorder.wait(5)
+        code = assistant.stop()
+    assert code == 0, assistant.stderr
+    assert not any("Traceback" in line for line in assistant.stderr), "\n".join(assistant.stderr)
+    reply_matches_recording(engines, tmp_path / "speaker.wav", reply)
