@@ -64,6 +64,9 @@ class Stage(threading.Thread):
                  stop: threading.Event, bus: EventBus) -> None:
         super().__init__(name=name, daemon=True)
         self.inbox, self.outbox, self.stop, self.bus = inbox, outbox, stop, bus
+        self.busy_since: float | None = None  # monotonic s the current item started (for the Supervisor)
+        self.ended = False  # returned normally (END drained or stop set)
+        self.died: BaseException | None = None  # what killed the thread, if something did
 
     def handle(self, item: Any) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -77,6 +80,16 @@ class Stage(threading.Thread):
 
     def run(self) -> None:
         log.debug("%s started", self.name)
+        try:
+            self._loop()
+        except BaseException as e:  # beyond per-item errors: the Supervisor sees `died` and stops the app
+            log.critical("%s stage died", self.name, exc_info=True)
+            self.died = e
+            return
+        self.ended = True
+        log.debug("%s stopped", self.name)
+
+    def _loop(self) -> None:
         while not self.stop.is_set():
             try:
                 item = self.inbox.get(timeout=POLL_S)
@@ -86,8 +99,9 @@ class Stage(threading.Thread):
                 self._guarded(self.finish, None)
                 self.emit(END)
                 break
+            self.busy_since = time.monotonic()
             self._guarded(self.handle, item)
-        log.debug("%s stopped", self.name)
+            self.busy_since = None
 
     def _guarded(self, fn: Callable, item: Any) -> None:
         try:
@@ -96,3 +110,7 @@ class Stage(threading.Thread):
             turn_id = getattr(item, "turn_id", None)
             log.exception("%s failed on %s", self.name, type(item).__name__ if item is not None else "finish")
             self.bus.emit("error", turn_id, f"{self.name} failed: {e}", stage=self.name)
+            self.failed(item, e)
+
+    def failed(self, item: Any, error: Exception) -> None:
+        """Called after `handle(item)` raised: a stage that would leave a turn open closes it here."""
