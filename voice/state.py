@@ -12,6 +12,7 @@ _NEXT = {
     "turn_decided": THINKING,
     "transcript": THINKING,
     "playback_start": SPEAKING,
+    "turn_retracted": HEARING,  # a speculative turn: the user went on speaking
     "turn_dropped": LISTENING,
     "reply_done": LISTENING,
     "interrupted": LISTENING,
