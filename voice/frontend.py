@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 
 class HotkeyUnavailable(RuntimeError):
-    """Push-to-talk was asked for, but no key can be watched here and there is no window."""
+    """Push-to-talk was asked for, but no key can be watched here and there is no window
+    (or --gui was asked for where no window can open)."""
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -66,7 +67,7 @@ def window_problem(args: argparse.Namespace) -> str | None:
     """None if the window will be used, else why the terminal is."""
     if args.gui is False:
         return "--no-gui"
-    if args.input:
+    if args.input and args.gui is None:
         return "replaying a file"
     try:
         from .gui import gui_available

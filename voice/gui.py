@@ -118,6 +118,10 @@ class AssistantWindow(QWidget):
                  toggle: bool = False, devices=None) -> None:
         super().__init__()
         self.assistant, self.window_key, self.toggle, self.devices = assistant, window_key, toggle, devices
+        # in push-to-talk mode voice alone opens no turn: say what does
+        key = config.hotkey.key
+        self.idle_text = (f"{'Press' if toggle else 'Hold'} {key} to talk" if key else
+                          f"Say \"{config.hotkey.wake_phrase}\"" if config.hotkey.wake_phrase else "")
         self.tracker = StateTracker()
         self.setWindowTitle("Voice assistant")
         self.resize(520, 560)
@@ -228,7 +232,10 @@ class AssistantWindow(QWidget):
 
     def _show_state(self) -> None:
         state = self.tracker.state
-        self.state_label.setText(state.capitalize())
+        text = state.capitalize()
+        if state == LISTENING and self.idle_text:
+            text = f"{text} · {self.idle_text}"
+        self.state_label.setText(text)
         self.state_label.setStyleSheet(f"font-size:20px; font-weight:bold; color:white; padding:8px; "
                                        f"border-radius:6px; background:{STATE_COLOURS[state]}")
 
