@@ -7,7 +7,8 @@ Exit codes:
     3  bad configuration (malformed TOML, unknown key, wrong type)
     4  a model is missing or cannot be loaded
     5  the input file cannot be read
-    6  no usable audio device (or an output file cannot be written)
+    6  no usable audio device (or an output file cannot be written), or the push-to-talk
+       key cannot be watched here and there is no window (or --gui without a display)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from .capture import AudioInputError, FileSource, MicrophoneSource
 from .config import ConfigError, load_config
 from .console import ConsolePrinter
+from .frontend import Frontend, HotkeyUnavailable, add_arguments, apply_arguments, check_arguments
 from .metrics import TurnMetrics
 from .models import ModelError
 from .playback import AudioOutputError, SpeakerSink, WavSink
@@ -45,6 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--input-device", metavar="NAME|INDEX", help="microphone (default: the system default)")
     ap.add_argument("--output-device", metavar="NAME|INDEX", help="speaker (default: the system default)")
     ap.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    add_arguments(ap)
     return ap.parse_args(argv)
 
 
@@ -93,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline, load_engines
 
     config = load_config(args.config)
+    config = apply_arguments(args, config)
+    front = Frontend(args, config)  # the window or the terminal, and the push-to-talk key
     if args.input:  # a bad file fails before minutes of model loading
         FileSource(args.input, config.audio.frame_ms)
     t0 = time.monotonic()
@@ -104,7 +109,15 @@ def run(args: argparse.Namespace) -> int:
     except Exception:
         source.close()
         raise
+    source, sink = front.wrap_audio(source, sink)
     pipeline = Pipeline(config, engines, source, sink, half_duplex=not args.input)
+    try:
+        front.attach(pipeline)  # the hotkey, and the window or status line (before the console printer)
+    except Exception:
+        front.close()
+        source.close()
+        sink.close()
+        raise
     pipeline.bus.subscribe(ConsolePrinter())
     if args.metrics:
         pipeline.bus.subscribe(TurnMetrics(args.metrics))
@@ -113,9 +126,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.input:
         print(f"listening (models and microphone ready in {time.monotonic() - t0:.2f} s; Ctrl-C to quit)", flush=True)
     try:
-        while not pipeline.wait(0.1) and not pipeline.stop_event.is_set():
-            pass
+        front.run(pipeline)
     finally:
+        front.close()
         stuck = pipeline.stop()
     if pipeline.capture.error is not None and not isinstance(pipeline.capture.error, AudioInputError):
         return EXIT_INTERNAL
@@ -133,8 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.fast and not args.input:
         print("error: --fast only applies with --input", file=sys.stderr)
         return EXIT_USAGE
+    if problem := check_arguments(args):
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return run(args)
+    except HotkeyUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_DEVICE
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG

@@ -83,6 +83,22 @@ class SpeechAudio:
 
 
 @dataclass(frozen=True)
+class PushToTalk:
+    """Control: the push-to-talk key (or button) went down (`pressed`) or up."""
+
+    pressed: bool
+    t: float  # monotonic s of the key event
+
+
+@dataclass(frozen=True)
+class Mute:
+    """Control: stop (or resume) feeding microphone frames to the VAD."""
+
+    muted: bool
+    t: float  # monotonic s
+
+
+@dataclass(frozen=True)
 class EndOfStream:
     """Drain marker: each stage forwards it after everything before it, then returns."""
 
@@ -97,6 +113,8 @@ class Event:
     kind is one of: listening, speech_start, speech_end, turn_decided, transcript,
     first_token, sentence, tts_audio, playback_start, playback_end, reply_done,
     turn_dropped, interrupted, error, state.
+    level: microphone level, ~20 Hz, data["dbfs"]; push_to_talk: data["pressed"];
+    muted: data["muted"].
     """
 
     kind: str

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from .capture import AudioSource, CaptureStage
 from .config import Config
+from .frames import Mute, PushToTalk
 from .history import Conversation
 from .llm import ChatModel, LlamaChatModel, LlmStage
 from .playback import AudioSink, PlaybackStage
@@ -26,6 +27,7 @@ from .stage import EventBus
 from .stt import SttStage, Transcriber, WhisperTranscriber
 from .tts import PiperSynthesizer, Synthesizer, TtsStage
 from .vad import VadStage
+from .wake import WakePhrase
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class Pipeline:
         self.half_duplex = half_duplex
         self._quiet_since = 0.0
         self.bus.subscribe(self._track_speaking)
+        self.control: queue.Queue = queue.Queue()  # PushToTalk / Mute: read by the VAD before each audio frame
         self.conversation = conversation or Conversation(
             config.llm.system_prompt, engines.chat.count_tokens,
             engines.chat.context_tokens - config.llm.max_tokens - 16)
@@ -101,8 +104,11 @@ class Pipeline:
         self.stages: list[threading.Thread] = [
             CaptureStage(source, q["audio"], stop, bus),
             VadStage(config.vad, config.audio.frame_ms, q["audio"], q["utterance"], stop, bus,
-                     self.turns.next_id, listen_gate=self._may_listen),
-            SttStage(config.stt, engines.transcriber, q["utterance"], q["transcript"], stop, bus),
+                     self.turns.next_id, listen_gate=self._may_listen, auto_open=not config.hotkey.key,
+                     control=self.control),
+            SttStage(config.stt, engines.transcriber, q["utterance"], q["transcript"], stop, bus,
+                     wake=WakePhrase(config.hotkey.wake_phrase, config.hotkey.follow_up_s)
+                     if config.hotkey.wake_phrase else None),
             LlmStage(engines.chat, self.conversation, q["transcript"], q["sentence"], stop, bus,
                      cancel_for=self.turns.cancel_event),
             TtsStage(engines.synthesizer, q["sentence"], q["speech"], stop, bus, self.turns.is_cancelled),
@@ -120,6 +126,16 @@ class Pipeline:
         if not self.half_duplex:
             return True
         return not self.speaking.is_set() and time.monotonic() - self._quiet_since > ECHO_TAIL_S
+
+    def push_to_talk(self, pressed: bool) -> None:
+        """The push-to-talk key (or button) went down or up; it overtakes queued audio.
+
+        A press opens a turn even while the half-duplex gate is closed."""
+        self.control.put(PushToTalk(pressed, time.monotonic()))
+
+    def set_muted(self, muted: bool) -> None:
+        """Stop (or resume) feeding microphone frames to the VAD."""
+        self.control.put(Mute(muted, time.monotonic()))
 
     def start(self) -> "Pipeline":
         for stage in self.stages:

@@ -15,6 +15,7 @@ from .config import SttConfig
 from .frames import Transcript, Utterance
 from .models import ModelError, whisper_model_dir
 from .stage import EventBus, Stage
+from .wake import WakePhrase
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +111,10 @@ class SttStage(Stage):
     """Utterance in, Transcript out. Empty or hallucinated transcripts end the turn with a reason."""
 
     def __init__(self, config: SttConfig, transcriber: Transcriber, inbox: queue.Queue, outbox: queue.Queue,
-                 stop: threading.Event, bus: EventBus) -> None:
+                 stop: threading.Event, bus: EventBus, wake: WakePhrase | None = None) -> None:
         super().__init__("stt", inbox, outbox, stop, bus)
         self.config, self.transcriber = config, transcriber
+        self.wake = wake  # wake phrase mode: only transcripts with the phrase go on
 
     def handle(self, utt: Utterance) -> None:
         audio = utt.pcm.astype(np.float32) / 32768.0
@@ -123,5 +125,13 @@ class SttStage(Stage):
                      utt.turn_id, result.text, result.no_speech_prob, result.avg_logprob)
             self.bus.emit("turn_dropped", utt.turn_id, "no speech recognised", t=now)
             return
-        self.bus.emit("transcript", utt.turn_id, result.text, t=now)
-        self.emit(Transcript(utt.turn_id, result.text, now))
+        text = result.text
+        if self.wake is not None:
+            woken = self.wake.check(text, utt.t_speech_start, utt.t_speech_end)
+            if woken.action != "answer":
+                log.info("turn %d dropped: %s (%r)", utt.turn_id, woken.reason, text)
+                self.bus.emit("turn_dropped", utt.turn_id, woken.reason, t=now, heard=text, wake=woken.action)
+                return
+            text = woken.text
+        self.bus.emit("transcript", utt.turn_id, text, t=now)
+        self.emit(Transcript(utt.turn_id, text, now))

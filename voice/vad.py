@@ -29,7 +29,8 @@ import numpy as np
 import webrtcvad
 
 from .config import VadConfig
-from .frames import AudioFrame, Utterance
+from .frames import AudioFrame, Mute, PushToTalk, Utterance
+from .level import FLOOR_DBFS, LevelMeter
 from .stage import EventBus, Stage
 
 log = logging.getLogger(__name__)
@@ -194,12 +195,20 @@ class VadStage(Stage):
 
     `listen_gate` (half-duplex) is a callable telling whether the microphone may open or
     continue a turn now; while it says no, frames are discarded.
+
+    `control` carries PushToTalk and Mute frames. It is read before each audio frame, so a
+    key press overtakes queued audio. While push-to-talk is held the gate is overridden.
     """
 
     def __init__(self, config: VadConfig, frame_ms: int, inbox: queue.Queue, outbox: queue.Queue,
                  stop: threading.Event, bus: EventBus, next_turn_id: Callable[[], int],
-                 listen_gate: Callable[[], bool] = lambda: True, auto_open: bool = True) -> None:
+                 listen_gate: Callable[[], bool] = lambda: True, auto_open: bool = True,
+                 control: queue.Queue | None = None) -> None:
         super().__init__("vad", inbox, outbox, stop, bus)
+        self.control = control
+        self.held = False  # push-to-talk is down
+        self.muted = False
+        self.level = LevelMeter(bus)
         self.segmenter = Segmenter.from_config(config, frame_ms, auto_open)
         self.vad = WebRtcVad(config.aggressiveness, 16000)
         self.next_turn_id = next_turn_id
@@ -207,14 +216,37 @@ class VadStage(Stage):
         self.dropped = 0
 
     def handle(self, frame: AudioFrame) -> None:
-        if not self.listen_gate():
+        self._controls()
+        if self.muted:
+            return
+        self.level.feed(frame.pcm, frame.t)
+        if not self.held and not self.listen_gate():
             if self.segmenter.in_turn or self.segmenter.state != "quiet":
                 self.segmenter.reset()
             return
         self._outcome(self.segmenter.push(self.vad.is_speech(frame.pcm), frame, frame.t))
 
     def finish(self) -> None:
+        self._controls()
         self._outcome(self.segmenter.flush())
+
+    def _controls(self) -> None:
+        """Apply every control frame waiting: they go before the audio frame at hand."""
+        while self.control is not None:
+            try:
+                c = self.control.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(c, PushToTalk) and c.pressed != self.held:
+                self.held = c.pressed
+                self.bus.emit("push_to_talk", t=c.t, pressed=c.pressed)
+                self._outcome(self.segmenter.force_open(c.t) if c.pressed else self.segmenter.force_close(c.t))
+            elif isinstance(c, Mute) and c.muted != self.muted:
+                self.muted = c.muted
+                self.segmenter.reset()
+                self.bus.emit("muted", t=c.t, muted=c.muted)
+                if c.muted:
+                    self.bus.emit("level", t=c.t, dbfs=FLOOR_DBFS)
 
     def _outcome(self, outcome: Outcome) -> None:
         if isinstance(outcome, Opened):
