@@ -91,3 +91,75 @@ def _no_evdev(self, spec):
 def test_unknown_backend_is_an_error():
     with pytest.raises(HotkeyError, match="unknown hotkey backend"):
         choose_backend(parse_key("F9"), "xinput")
+
+
+class _FakeKeyboard:
+    """Stands in for /dev/input/eventN, which this machine lacks: a pipe to wake select(), and events."""
+
+    def __init__(self, path: str) -> None:
+        import os
+
+        self.path = path
+        self._r, self._w = os.pipe()
+        self._events: list = []
+
+    def capabilities(self):
+        from evdev import ecodes
+
+        return {ecodes.EV_KEY: [ecodes.KEY_F9, ecodes.KEY_LEFTCTRL, ecodes.KEY_A]}
+
+    def fileno(self) -> int:
+        return self._r
+
+    def send(self, *events) -> None:
+        import os
+
+        self._events.extend(events)
+        os.write(self._w, b"x")
+
+    def read(self):
+        import os
+
+        os.read(self._r, 1024)
+        events, self._events = self._events, []
+        return events
+
+    def close(self) -> None:
+        pass
+
+
+def test_evdev_backend_reads_key_events(monkeypatch):
+    import time
+    from types import SimpleNamespace
+
+    evdev = pytest.importorskip("evdev")
+    from evdev import ecodes
+
+    keyboard = _FakeKeyboard("/dev/input/event3")
+    monkeypatch.setattr(evdev, "list_devices", lambda: [keyboard.path])
+    monkeypatch.setattr(evdev, "InputDevice", lambda path: keyboard)
+    from voice.hotkey import EvdevHotkey
+
+    def key(code, value):
+        return SimpleNamespace(type=ecodes.EV_KEY, code=code, value=value)
+
+    events = []
+    hotkey = EvdevHotkey(parse_key("ctrl+F9"))
+    hotkey.start(lambda: events.append("press"), lambda: events.append("release"))
+    keyboard.send(key(ecodes.KEY_F9, 1), key(ecodes.KEY_F9, 0))  # without ctrl: nothing
+    keyboard.send(key(ecodes.KEY_LEFTCTRL, 1), key(ecodes.KEY_F9, 1), key(ecodes.KEY_F9, 2), key(ecodes.KEY_F9, 2))
+    keyboard.send(key(ecodes.KEY_F9, 0), key(ecodes.KEY_LEFTCTRL, 0))
+    deadline = time.monotonic() + 5
+    while len(events) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    hotkey.stop()
+    assert events == ["press", "release"]
+
+
+def test_evdev_without_readable_keyboards_says_to_join_the_input_group(monkeypatch):
+    evdev = pytest.importorskip("evdev")
+    monkeypatch.setattr(evdev, "list_devices", lambda: [])
+    from voice.hotkey import EvdevHotkey
+
+    with pytest.raises(HotkeyError, match="'input' group"):
+        EvdevHotkey(parse_key("F9"))
