@@ -51,6 +51,8 @@ def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise AudioInputError(f"input file not found: {path}")
+    if path.stat().st_size == 0:
+        raise AudioInputError(f"input file is empty: {path}")
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, ValueError) as e:

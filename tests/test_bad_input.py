@@ -1,0 +1,135 @@
+"""Bad input through the command line: a one-line error and its documented exit code, or
+sensible handling; never a traceback. Files are made at test time around recorded speech."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import soxr
+
+from conftest import wer
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIP = "LJ001-0004.wav"  # "produced the block books, which were the immediate predecessors of the true printed book,"
+EXIT_CONFIG, EXIT_MODEL, EXIT_INPUT = 3, 4, 5
+
+
+def voice(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "voice", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def speech(shared_clips):
+    """The recorded clip with a second of silence around it (float32, its own rate), and its transcript."""
+    clip = next(c for c in shared_clips if c["file"] == CLIP)
+    pcm, rate = soundfile.read(str(clip["path"]), dtype="float32")
+    silence = np.zeros(rate, np.float32)
+    return np.concatenate([silence, pcm, silence]), rate, clip["transcript"]
+
+
+def make_input(kind: str, speech, directory: Path) -> Path:
+    pcm, rate, _ = speech
+    path = directory / f"{kind}.wav"
+    if kind == "not_audio":
+        path.write_text("this is a text file, not audio\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated_header":
+        soundfile.write(str(path), pcm, rate, subtype="PCM_16")
+        path.write_bytes(path.read_bytes()[:30])
+    elif kind == "missing":
+        pass
+    elif kind == "8khz":
+        soundfile.write(str(path), soxr.resample(pcm, rate, 8000), 8000, subtype="PCM_16")
+    elif kind == "96khz":
+        soundfile.write(str(path), soxr.resample(pcm, rate, 96000), 96000, subtype="PCM_24")
+    elif kind == "6_channels":
+        soundfile.write(str(path), np.tile(pcm[:, None], (1, 6)), rate, subtype="PCM_16")
+    elif kind == "float32":
+        soundfile.write(str(path), pcm, rate, subtype="FLOAT")
+    elif kind == "clipping":
+        soundfile.write(str(path), np.clip(pcm * 20, -1, 1), rate, subtype="PCM_16")
+    elif kind == "truncated_data":  # the header promises more samples than the file holds
+        soundfile.write(str(path), pcm, rate, subtype="PCM_16")
+        data = path.read_bytes()
+        path.write_bytes(data[:len(data) - len(data) // 8])
+    elif kind == "silence":
+        soundfile.write(str(path), np.zeros(5 * rate, np.float32), rate, subtype="PCM_16")
+    elif kind == "white_noise":
+        noise = np.random.default_rng(0).normal(0, 0.3, 5 * rate).clip(-1, 1)
+        soundfile.write(str(path), noise.astype(np.float32), rate, subtype="PCM_16")
+    return path
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *words: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("not_audio", ["cannot read", "as audio"]),
+    ("empty", ["empty"]),
+    ("truncated_header", ["cannot read", "as audio"]),
+    ("missing", ["not found"]),
+])
+def test_unreadable_input_file(kind, words, speech, tmp_path):
+    path = make_input(kind, speech, tmp_path)
+    assert_one_line_error(voice("--input", str(path), "--fast", "--output", str(tmp_path / "out.wav")),
+                          EXIT_INPUT, str(path), *words)
+
+
+@pytest.mark.parametrize("kind", ["8khz", "96khz", "6_channels", "float32", "clipping", "truncated_data"])
+def test_odd_but_readable_speech_is_answered(kind, speech, tmp_path):
+    path = make_input(kind, speech, tmp_path)
+    result = voice("--input", str(path), "--fast", "--output", str(tmp_path / "out.wav"))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    heard = [line[5:] for line in result.stdout.splitlines() if line.startswith("you: ")]
+    replies = [line for line in result.stdout.splitlines() if line.startswith("assistant")]
+    assert len(heard) == 1 and len(replies) == 1, result.stdout
+    transcript = speech[2]
+    if kind == "truncated_data":  # the end is missing: what is there is heard
+        assert wer(" ".join(transcript.split()[:8]), " ".join(heard[0].split()[:8])) <= 0.3, heard
+    else:
+        assert wer(transcript, heard[0]) <= 0.3, heard
+
+
+@pytest.mark.parametrize("kind", ["silence", "white_noise"])
+def test_no_speech_makes_no_turn(kind, speech, tmp_path):
+    path = make_input(kind, speech, tmp_path)
+    metrics = tmp_path / "turns.jsonl"
+    result = voice("--input", str(path), "--fast", "--output", str(tmp_path / "out.wav"), "--metrics", str(metrics))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "you:" not in result.stdout and "assistant" not in result.stdout, result.stdout
+    turns = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
+    assert all("dropped" in t for t in turns), turns  # noise: no turn, or one dropped with its reason
+
+
+@pytest.mark.parametrize("toml, code, words", [
+    ("[vad\nend_silence_ms = 500\n", EXIT_CONFIG, ["not valid TOML", "line 1"]),
+    ("[vad]\nbogus = 1\n", EXIT_CONFIG, ["unknown config key 'vad.bogus'"]),
+    ('[vad]\nend_silence_ms = "long"\n', EXIT_CONFIG, ["'vad.end_silence_ms' must be int"]),
+    ('[llm]\nmodel = "/nonexistent/model.gguf"\n', EXIT_MODEL, ["/nonexistent/model.gguf", "llm.model"]),
+    ('[stt]\nmodel = "/nonexistent/whisper"\n', EXIT_MODEL, ["/nonexistent/whisper", "stt.model"]),
+    ('[tts]\nvoice = "/nonexistent/voice.onnx"\n', EXIT_MODEL, ["/nonexistent/voice.onnx", "tts.voice"]),
+], ids=["malformed", "unknown_key", "wrong_type", "llm_path", "stt_path", "tts_path"])
+def test_bad_config(toml, code, words, speech, tmp_path):
+    config = tmp_path / "user.toml"
+    config.write_text(toml)
+    wav = make_input("float32", speech, tmp_path)
+    assert_one_line_error(voice("--config", str(config), "--input", str(wav), "--fast", "--output",
+                                str(tmp_path / "out.wav")), code, *words)
+
+
+def test_missing_config_file(tmp_path):
+    assert_one_line_error(voice("--config", str(tmp_path / "nowhere.toml")), EXIT_CONFIG, "not found")
