@@ -21,6 +21,10 @@ def test_user_file_merges_over_defaults(tmp_path):
     ("[nope]\nx = 1\n", "nope"),
     ("[vad]\nend_silence_ms = 'long'\n", "vad.end_silence_ms"),
     ("[audio]\nframe_ms = 25\n", "audio.frame_ms"),
+    ('[llm]\nbackend = "cloud"\n', "llm.backend"),
+    ('[llm]\nbackend = "openai"\nbase_url = "localhost:8080"\n', "llm.base_url"),
+    ("[llm]\ntimeout_s = 0\n", "llm.timeout_s"),
+    ('[llm]\nfallback_to_local = "yes"\n', "llm.fallback_to_local"),
 ])
 def test_bad_keys_are_named(tmp_path, text, key):
     f = tmp_path / "bad.toml"

@@ -22,7 +22,7 @@ import threading
 import time
 
 from .capture import AudioInputError, FileSource, MicrophoneSource
-from .config import ConfigError, load_config
+from .config import ConfigError, load_config, url_problem
 from .console import ConsolePrinter
 from .frontend import Frontend, HotkeyUnavailable, add_arguments, apply_arguments, check_arguments
 from .metrics import TurnMetrics
@@ -43,6 +43,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--fast", action="store_true", help="with --input: as fast as possible, not at real-time pace")
     ap.add_argument("--config", metavar="FILE.toml", help="settings merged over config/default.toml")
     ap.add_argument("--metrics", metavar="FILE.jsonl", help="append one JSON object of timings per turn")
+    ap.add_argument("--llm-url", metavar="URL", help="answer with an OpenAI-compatible server at this API base "
+                                                     "for this run, e.g. http://127.0.0.1:8080/v1")
+    ap.add_argument("--llm-model", metavar="NAME", help="the model to ask that server for "
+                                                        "(default: llm.api_model, else the first it lists)")
     ap.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     ap.add_argument("--input-device", metavar="NAME|INDEX", help="microphone (default: the system default)")
     ap.add_argument("--output-device", metavar="NAME|INDEX", help="speaker (default: the system default)")
@@ -96,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline, load_engines
 
     config = load_config(args.config)
+    if args.llm_url or args.llm_model:  # a server answers, for this run only
+        config = config.replace("llm", backend="openai", base_url=args.llm_url or config.llm.base_url,
+                                api_model=args.llm_model or config.llm.api_model)
     config = apply_arguments(args, config)
     front = Frontend(args, config)  # the window or the terminal, and the push-to-talk key
     if args.input:  # a bad file fails before minutes of model loading
@@ -145,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         return _list_devices()
     if args.fast and not args.input:
         print("error: --fast only applies with --input", file=sys.stderr)
+        return EXIT_USAGE
+    if args.llm_url is not None and (problem := url_problem(args.llm_url)):
+        print(f"error: --llm-url {problem}", file=sys.stderr)
         return EXIT_USAGE
     if problem := check_arguments(args):
         print(f"error: {problem}", file=sys.stderr)

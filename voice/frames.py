@@ -112,7 +112,8 @@ class Event:
 
     kind is one of: listening, speech_start, speech_end, turn_decided, transcript,
     first_token, sentence, tts_audio, playback_start, playback_end, reply_done,
-    turn_dropped, interrupted, error, state.
+    turn_dropped, interrupted, error, state, llm_unreachable (the chat model could not answer;
+    text = why). first_token carries data["backend"]: which backend answered.
     level: microphone level, ~20 Hz, data["dbfs"]; push_to_talk: data["pressed"];
     muted: data["muted"].
     """

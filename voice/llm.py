@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 class ChatModel(Protocol):
     context_tokens: int
+    backend: str  # which backend answered the latest stream: "local" or "openai"
 
     def stream(self, messages: list[dict], cancel: threading.Event) -> Iterator[str]:
         """Reply tokens as they are generated; stops early once `cancel` is set."""
@@ -32,8 +33,20 @@ class ChatModel(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
 
+class ChatModelUnavailable(RuntimeError):
+    """The model cannot answer this turn (its server is down, refused, slow or failing).
+
+    `reply` is the short message the user hears instead; the next turn tries again."""
+
+    def __init__(self, reply: str, reason: str) -> None:
+        super().__init__(f"{reply} ({reason})")
+        self.reply, self.reason = reply, reason
+
+
 class LlamaChatModel:
     """A GGUF model in-process with llama-cpp-python, using the chat template in its metadata."""
+
+    backend = "local"
 
     def __init__(self, config: LlmConfig) -> None:
         from llama_cpp import Llama
@@ -87,21 +100,28 @@ class LlmStage(Stage):
         turn_id = transcript.turn_id
         cancel = self.cancel_for(turn_id)
         splitter = SentenceSplitter(self.first_clause_words)
-        reply, index = "", 0
+        reply, index, answered = "", 0, True
         try:
             for token in self.model.stream(self.conversation.messages(transcript.text), cancel):
                 if self.stop.is_set():
                     return
                 if not reply:
-                    self.bus.emit("first_token", turn_id)
+                    self.bus.emit("first_token", turn_id, backend=getattr(self.model, "backend", "local"))
                 reply += token
                 for sentence in splitter.push(token):
                     index = self._sentence(turn_id, index, sentence)
             for sentence in splitter.flush():
                 index = self._sentence(turn_id, index, sentence)
+        except ChatModelUnavailable as e:  # expected when a server is down: one log line, no traceback
+            answered = False
+            log.warning("turn %d: %s", turn_id, e)
+            self.bus.emit("llm_unreachable", turn_id, e.reason)
+            for sentence in [*splitter.flush(), e.reply]:
+                index = self._sentence(turn_id, index, sentence)
+            reply = f"{reply.strip()} {e.reply}"
         finally:
             reply = reply.strip()
-            if not cancel.is_set():
+            if not cancel.is_set() and answered:
                 self.conversation.add(Turn(transcript.text, reply))
             self.emit(ReplyEnd(turn_id, reply))
 

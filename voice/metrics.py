@@ -46,6 +46,10 @@ class TurnMetrics:
                 record["audio_s"] = event.data.get("audio_s")
             elif event.kind == "transcript":
                 record["transcript"] = event.text
+            elif event.kind == "first_token":
+                record.setdefault("backend", event.data.get("backend"))
+            elif event.kind == "llm_unreachable":
+                record["llm_unreachable"] = event.text
             elif event.kind == "interrupted":
                 record["interrupted"] = True
                 record["heard_reply"] = event.text

@@ -21,7 +21,8 @@ from .capture import AudioSource, CaptureStage
 from .config import Config
 from .frames import Mute, PushToTalk
 from .history import Conversation
-from .llm import ChatModel, LlamaChatModel, LlmStage
+from .llm import ChatModel, LlmStage
+from .llm_openai import make_chat_model
 from .playback import AudioSink, PlaybackStage
 from .stage import EventBus
 from .stt import SttStage, Transcriber, WhisperTranscriber
@@ -47,7 +48,7 @@ def load_engines(config: Config) -> Engines:
     """Load Whisper, the LLM and Piper in parallel (each releases the GIL while it loads)."""
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="load") as pool:
         stt = pool.submit(WhisperTranscriber, config.stt)
-        llm = pool.submit(LlamaChatModel, config.llm)
+        llm = pool.submit(make_chat_model, config)
         tts = pool.submit(PiperSynthesizer, config.tts)
         engines = Engines(stt.result(), llm.result(), tts.result())
     if hasattr(engines.chat, "warm_up"):
