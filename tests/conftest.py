@@ -27,6 +27,13 @@ def wer(reference: str, hypothesis: str) -> float:
     return jiwer.wer(normalise(reference), normalise(hypothesis) or "<empty>")
 
 
+@pytest.fixture(autouse=True)
+def private_data_dir(tmp_path_factory, monkeypatch):
+    """Memory (voice/memory.py) lives in the user's data directory: tests, and the CLI they start,
+    get a fresh empty one each, never the real one."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg_data")))
+
+
 @pytest.fixture(scope="session")
 def shared_clips() -> list[dict]:
     manifest = json.loads((SHARED_AUDIO / "manifest.json").read_text())

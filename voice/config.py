@@ -92,6 +92,17 @@ class HotkeyConfig:
 
 
 @dataclass(frozen=True)
+class SkillsConfig:
+    enabled: bool  # time, timers, arithmetic, stop, repeat, help: answered locally before the LLM
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    enabled: bool  # keep the conversation across restarts
+    path: str  # SQLite file; "" = memory.sqlite3 in the user's data directory
+
+
+@dataclass(frozen=True)
 class Config:
     audio: AudioConfig
     vad: VadConfig
@@ -100,6 +111,8 @@ class Config:
     tts: TtsConfig
     output: OutputConfig
     hotkey: HotkeyConfig
+    skills: SkillsConfig
+    memory: MemoryConfig
 
     def replace(self, section: str, **values: Any) -> "Config":
         """A copy with some keys of one section changed (used for command-line overrides)."""

@@ -13,13 +13,18 @@ class ConsolePrinter:
     def __init__(self, out: TextIO = sys.stdout) -> None:
         self.out = out
         self._lock = threading.Lock()
+        self._skill: dict[int | None, str] = {}  # turn -> the skill that answers it
 
     def __call__(self, event: Event) -> None:
         line = None
         if event.kind == "transcript":
             line = f"you: {event.text}"
+        elif event.kind in ("skill", "announcement"):
+            self._skill[event.turn_id] = event.data.get("skill", "")
         elif event.kind == "reply_done":
-            line = f"assistant: {event.text}" if event.text else "assistant: (no reply)"
+            skill = self._skill.pop(event.turn_id, "")
+            who = f"assistant [{skill}]" if skill else "assistant"
+            line = f"{who}: {event.text}" if event.text else f"{who}: (no reply)"
         elif event.kind == "interrupted":
             line = f"(interrupted after: {event.text!r})"
         elif event.kind == "error":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 
 @dataclass(frozen=True)
@@ -19,16 +19,20 @@ class Conversation:
 
     INTERRUPTED_MARK = " [interrupted by the user]"
 
-    def __init__(self, system_prompt: str, count_tokens: Callable[[str], int], budget_tokens: int) -> None:
+    def __init__(self, system_prompt: str, count_tokens: Callable[[str], int], budget_tokens: int,
+                 turns: Iterable[Turn] = (), on_add: Callable[[Turn], None] | None = None) -> None:
         self.system_prompt = system_prompt
         self.count_tokens = count_tokens
         self.budget = budget_tokens
-        self.turns: list[Turn] = []
+        self.turns: list[Turn] = list(turns)  # earlier turns, e.g. restored from voice.memory
+        self.on_add = on_add  # called with each new turn (voice.memory stores it)
         self._lock = threading.Lock()
 
     def add(self, turn: Turn) -> None:
         with self._lock:
             self.turns.append(turn)
+        if self.on_add is not None:
+            self.on_add(turn)
 
     def clear(self) -> None:
         with self._lock:

@@ -41,6 +41,10 @@ class TurnMetrics:
             field = _TIMESTAMPS.get(event.kind)
             if field and field not in record:
                 record[field] = event.t
+            if "skill" in event.data:  # a skill answered (voice.skills), or this is a skill's announcement
+                record.setdefault("skill", event.data["skill"])
+            if event.kind == "announcement":
+                record["announcement"] = True
             if event.kind == "turn_decided":
                 record["speech_start"] = event.data.get("speech_start")
                 record["audio_s"] = event.data.get("audio_s")
