@@ -133,3 +133,29 @@ def test_bad_config(toml, code, words, speech, tmp_path):
 
 def test_missing_config_file(tmp_path):
     assert_one_line_error(voice("--config", str(tmp_path / "nowhere.toml")), EXIT_CONFIG, "not found")
+
+
+def test_a_ten_minute_monologue_is_cut_into_turns_each_answered(shared_clips, tmp_path):
+    """Recorded speech, back to back with short breaths, for 10 minutes: vad.max_turn_s (30 s)
+    cuts it into turns, and every turn is answered or dropped with its reason."""
+    rate = 16000
+    breath = np.zeros(int(0.2 * rate), np.float32)
+    clips = []
+    for clip in shared_clips:
+        pcm, clip_rate = soundfile.read(str(clip["path"]), dtype="float32", always_2d=True)
+        clips += [soxr.resample(pcm.mean(axis=1), clip_rate, rate), breath]
+    one_pass = np.concatenate(clips)
+    monologue = np.tile(one_pass, int(np.ceil(600 * rate / len(one_pass))))[:600 * rate]
+    path = tmp_path / "monologue.wav"
+    soundfile.write(str(path), monologue, rate, subtype="PCM_16")
+    metrics = tmp_path / "turns.jsonl"
+    result = voice("--input", str(path), "--fast", "--output", str(tmp_path / "out.wav"), "--metrics", str(metrics),
+                   timeout=900)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    turns = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert len(turns) >= 600 // 30, f"{len(turns)} turns"
+    unanswered = [t for t in turns if not t.get("reply") and not t.get("dropped")]
+    assert not unanswered, unanswered
+    assert max(t.get("audio_s") or 0 for t in turns) <= 30.5, "no turn is longer than vad.max_turn_s"
+    answered = [t for t in turns if t.get("reply")]
+    assert len(answered) >= 0.9 * len(turns), [t.get("dropped") for t in turns]

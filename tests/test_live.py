@@ -100,7 +100,10 @@ def ask(assistant: Assistant, pulse: PulseServer, pcm: np.ndarray, question: str
 
 def reply_matches_recording(engines, recording: Path, reply: str) -> None:
     pcm, rate = soundfile.read(str(recording), dtype="float32")
-    assert np.abs(pcm).max() > 0.05, "nothing was played on the speaker"
+    loud = np.flatnonzero(np.abs(pcm) > 0.05)
+    assert len(loud), "nothing was played on the speaker"
+    # only the sound: Whisper tiny tends to repeat itself into long stretches of silence
+    pcm = pcm[max(0, loud[0] - rate // 5):loud[-1] + rate // 3]
     heard = engines.transcriber.transcribe(soxr.resample(pcm, rate, 16000)).text
     assert wer(reply, heard) <= 0.5, (reply, heard)
 
