@@ -137,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         front.close()
         stuck = pipeline.stop()
+    if pipeline.supervisor.failure is not None:  # a stage died: already said in one line
+        return EXIT_INTERNAL
     if pipeline.capture.error is not None and not isinstance(pipeline.capture.error, AudioInputError):
         return EXIT_INTERNAL
     if pipeline.capture.error is not None:
@@ -177,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}; to try without a microphone, replay a file with --input FILE.wav", file=sys.stderr)
         return EXIT_DEVICE
     except AudioOutputError as e:
-        print(f"error: {e}; to try without a speaker, write the reply with --output reply.wav", file=sys.stderr)
+        hint = "" if args.output else "; to try without a speaker, write the reply with --output reply.wav"
+        print(f"error: {e}{hint}", file=sys.stderr)
         return EXIT_DEVICE
     except OSError as e:
         if "PortAudio" in str(e):

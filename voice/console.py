@@ -29,6 +29,8 @@ class ConsolePrinter:
             line = f"(interrupted after: {event.text!r})"
         elif event.kind == "error":
             line = f"error: {event.text}"
+        elif event.kind == "device":
+            line = event.text
         if line is not None:
             with self._lock:
                 print(line, file=self.out, flush=True)

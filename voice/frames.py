@@ -115,7 +115,8 @@ class Event:
     turn_dropped, interrupted, error, state, llm_unreachable (the chat model could not answer;
     text = why). first_token carries data["backend"]: which backend answered.
     level: microphone level, ~20 Hz, data["dbfs"]; push_to_talk: data["pressed"];
-    muted: data["muted"].
+    muted: data["muted"]. device: a microphone or speaker was lost or is back (text = the
+    line for the user; see voice/devices.py).
     """
 
     kind: str

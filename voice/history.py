@@ -38,12 +38,18 @@ class Conversation:
         with self._lock:
             self.turns.clear()
 
+    # What a chat template adds: per message its role header and end-of-turn markers, where
+    # the text's own tokens may also merge differently (SmolLM2's ChatML measured 5-6), and
+    # once the assistant header that the reply follows. Under-counting overflows the context.
+    MESSAGE_OVERHEAD_TOKENS = 6
+    PROMPT_OVERHEAD_TOKENS = 8
+
     def _cost(self, role: str, text: str) -> int:
-        return self.count_tokens(text) + 4  # role header and end-of-turn tokens of a chat template
+        return self.count_tokens(text) + self.MESSAGE_OVERHEAD_TOKENS
 
     def messages(self, user_text: str) -> list[dict]:
         """System prompt, then as many recent turns as fit, then the new user message."""
-        used = self._cost("system", self.system_prompt) + self._cost("user", user_text)
+        used = self.PROMPT_OVERHEAD_TOKENS + self._cost("system", self.system_prompt) + self._cost("user", user_text)
         kept: list[dict] = []
         with self._lock:
             turns = list(self.turns)

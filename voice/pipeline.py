@@ -25,6 +25,7 @@ from .llm import ChatModel, LlmStage
 from .llm_openai import make_chat_model
 from .playback import AudioSink, PlaybackStage
 from .stage import EventBus
+from .supervisor import Supervisor
 from .stt import SttStage, Transcriber, WhisperTranscriber
 from .tts import PiperSynthesizer, Synthesizer, TtsStage
 from .vad import VadStage
@@ -117,6 +118,10 @@ class Pipeline:
         ]
         self.capture, self.vad = self.stages[0], self.stages[1]
         self.playback = self.stages[-1]
+        self.supervisor = Supervisor(self.stages, stop, bus)
+        for device in (source, sink):  # a microphone or speaker that comes and goes tells the user
+            if hasattr(device, "notify"):
+                device.notify = lambda line: self.bus.emit("device", text=line)
 
     def _track_speaking(self, event) -> None:
         if event.kind in ("playback_end", "reply_done"):
@@ -141,6 +146,7 @@ class Pipeline:
     def start(self) -> "Pipeline":
         for stage in self.stages:
             stage.start()
+        self.supervisor.start()
         return self
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -19,6 +19,7 @@ import soundfile
 import soxr
 
 from .config import OutputConfig
+from .devices import PORTAUDIO, DeviceStream, HasDevice
 from .frames import ReplyEnd, SpeechAudio
 from .stage import EventBus, Stage
 
@@ -81,38 +82,83 @@ class WavSink:
             self._file.close()
 
 
-class SpeakerSink:
-    """A sounddevice output stream, written with blocking writes from the playback thread."""
+class SpeakerSink(HasDevice):
+    """A sounddevice output stream, written with blocking writes from the playback thread.
+
+    If the device goes away, the write that failed and those after it are dropped (counted
+    in `dropped_s`) while its DeviceStream reopens it with backoff; `notify` tells the user.
+    """
 
     def __init__(self, device: str | int | None = None, preferred_rate: int = 22050) -> None:
         import sounddevice as sd
 
         from .capture import AudioInputError, _pick_rate
 
+        self.device = device
         try:
             self.sample_rate = _pick_rate(sd, device, preferred_rate, "output")
         except AudioInputError as e:
             raise AudioOutputError(str(e)) from e
-        try:
-            self._stream = sd.OutputStream(device=device, channels=1, samplerate=self.sample_rate,
-                                           dtype="float32", latency="low")
-            self._stream.start()
-        except sd.PortAudioError as e:
-            raise AudioOutputError(f"cannot open the speaker ({device or 'default'}): {e}") from e
         self.underflows = 0
-        log.info("speaker: %s at %d Hz", sd.query_devices(self._stream.device)["name"], self.sample_rate)
+        self.dropped_s = 0.0  # audio not played because the device was gone
+        self._resampler = None  # when a device that came back refuses `sample_rate`
+        self._device = DeviceStream("speaker", self._open)
+        try:
+            self._device.open()
+        except (sd.PortAudioError, ValueError) as e:
+            self._device.close()
+            raise AudioOutputError(f"cannot open the speaker ({device or 'default'}): {e}") from e
+
+    def _open(self):
+        import sounddevice as sd
+
+        from .capture import _pick_rate
+
+        rate = _pick_rate(sd, self.device, self.sample_rate, "output")
+        self._resampler = (soxr.ResampleStream(self.sample_rate, rate, 1, dtype="float32")
+                           if rate != self.sample_rate else None)
+        stream = sd.OutputStream(device=self.device, channels=1, samplerate=rate, dtype="float32", latency="low")
+        try:
+            stream.start()
+        except sd.PortAudioError:
+            stream.close(ignore_errors=True)
+            raise
+        log.info("speaker: %s at %d Hz", sd.query_devices(stream.device)["name"], rate)
+        return stream
 
     def write(self, block: np.ndarray) -> None:
-        if self._stream.write(block.reshape(-1, 1)):
-            self.underflows += 1
+        import sounddevice as sd
+
+        with PORTAUDIO.lock:
+            if not self._device.ensure():
+                self.dropped_s += len(block) / self.sample_rate
+                return
+            if self._resampler is not None:
+                block = self._resampler.resample_chunk(block)
+            try:
+                if self._device.stream.write(block.reshape(-1, 1)):
+                    self.underflows += 1
+            except sd.PortAudioError as e:
+                self.dropped_s += len(block) / self.sample_rate
+                self._device.lost(f"write failed: {e}")
 
     def discard(self) -> None:
-        self._stream.abort(ignore_errors=True)
-        self._stream.start()
+        import sounddevice as sd
+
+        with PORTAUDIO.lock:
+            stream = self._device.stream
+            if stream is None:
+                return
+            stream.abort(ignore_errors=True)
+            try:
+                stream.start()
+            except sd.PortAudioError as e:
+                self._device.lost(f"restart failed: {e}")
 
     def close(self) -> None:
-        self._stream.stop(ignore_errors=True)
-        self._stream.close(ignore_errors=True)
+        self._device.close()
+        if self.dropped_s:
+            log.warning("speaker: %.1f s of replies not played (the device was gone)", self.dropped_s)
 
 
 class PlaybackStage(Stage):

@@ -135,3 +135,7 @@ class SttStage(Stage):
             text = woken.text
         self.bus.emit("transcript", utt.turn_id, text, t=now)
         self.emit(Transcript(utt.turn_id, text, now))
+
+    def failed(self, utt: Utterance, error: Exception) -> None:
+        """Whisper raised: the turn ends here, with the reason, and the next one goes on."""
+        self.bus.emit("turn_dropped", utt.turn_id, f"transcription failed: {error}")
