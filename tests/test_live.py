@@ -31,7 +31,7 @@ class Assistant:
     """`python -m voice` in live mode as a subprocess, its stdout read line by line."""
 
     def __init__(self, env: dict, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "voice", *args], cwd=ROOT, env=env, text=True,
+        self.proc = subprocess.Popen([sys.executable, "-m", "voice", "--no-gui", *args], cwd=ROOT, env=env, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lines: queue.Queue = queue.Queue()
         self.stdout: list[str] = []

@@ -31,7 +31,7 @@ def test_markup_and_emoji_are_not_spoken():
 
 
 def test_history_drops_oldest_turns_to_fit():
-    conv = Conversation("sys", lambda t: len(t.split()), budget_tokens=40)
+    conv = Conversation("sys", lambda t: len(t.split()), budget_tokens=70)
     for i in range(10):
         conv.add(Turn(f"question {i} " * 2, f"answer {i} " * 2))
     msgs = conv.messages("new question")

@@ -128,7 +128,8 @@ class MicrophoneSource(HasDevice):
         self._resampler = (soxr.ResampleStream(self.device_rate, self.sample_rate, 1, dtype="float32")
                            if self.device_rate != self.sample_rate else None)
         stream = sd.InputStream(device=self.device, channels=1, samplerate=self.device_rate, dtype="float32",
-                                blocksize=self.device_rate * self.frame_ms // 1000, callback=self._callback)
+                                blocksize=self.device_rate * self.frame_ms // 1000, latency="low",
+                                callback=self._callback)  # PortAudio's default input latency is "high"
         try:
             stream.start()
         except sd.PortAudioError:

@@ -9,6 +9,8 @@ Exit codes:
     5  the input file cannot be read
     6  no usable audio device (or an output file cannot be written), or the push-to-talk
        key cannot be watched here and there is no window (or --gui without a display)
+    7  the memory database cannot be opened or deleted (--forget starts afresh;
+       [memory] enabled = false runs without it)
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import time
 
 from .capture import AudioInputError, FileSource, MicrophoneSource
 from .config import ConfigError, load_config, url_problem
+from .echo import EchoCanceller
 from .console import ConsolePrinter
 from .frontend import Frontend, HotkeyUnavailable, add_arguments, apply_arguments, check_arguments
+from .memory import MemoryStore, MemoryStoreError, forget, memory_path
 from .metrics import TurnMetrics
 from .models import ModelError
 from .playback import AudioOutputError, SpeakerSink, WavSink
@@ -32,12 +36,13 @@ from .playback import AudioOutputError, SpeakerSink, WavSink
 log = logging.getLogger("voice")
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_CONFIG, EXIT_MODEL, EXIT_INPUT, EXIT_DEVICE = range(7)
+EXIT_MEMORY = 7
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="voice-assistant", description="A local, private, real-time voice assistant.",
                                  epilog="Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 model, "
-                                        "5 input file, 6 audio device.")
+                                        "5 input file, 6 audio device, 7 memory database.")
     ap.add_argument("--input", metavar="FILE", help="replay an audio file (WAV/FLAC, any rate) instead of the microphone")
     ap.add_argument("--output", metavar="FILE.wav", help="write what would be played to a WAV file instead of the speaker")
     ap.add_argument("--fast", action="store_true", help="with --input: as fast as possible, not at real-time pace")
@@ -48,6 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--llm-model", metavar="NAME", help="the model to ask that server for "
                                                         "(default: llm.api_model, else the first it lists)")
     ap.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    ap.add_argument("--forget", action="store_true", help="delete the stored conversation (memory) and exit")
     ap.add_argument("--input-device", metavar="NAME|INDEX", help="microphone (default: the system default)")
     ap.add_argument("--output-device", metavar="NAME|INDEX", help="speaker (default: the system default)")
     ap.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
@@ -96,17 +102,28 @@ def _install_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, on_signal)
 
 
+def _forget(args: argparse.Namespace) -> int:
+    path = memory_path(load_config(args.config).memory)
+    try:
+        found = forget(path)
+    except OSError as e:
+        raise MemoryStoreError(f"cannot delete the memory database {path}: {e.strerror}") from e
+    print(f"forgot the stored conversation ({path})" if found else f"no stored conversation to forget ({path})")
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline, load_engines
 
     config = load_config(args.config)
+    config = apply_arguments(args, config)
     if args.llm_url or args.llm_model:  # a server answers, for this run only
         config = config.replace("llm", backend="openai", base_url=args.llm_url or config.llm.base_url,
                                 api_model=args.llm_model or config.llm.api_model)
-    config = apply_arguments(args, config)
     front = Frontend(args, config)  # the window or the terminal, and the push-to-talk key
     if args.input:  # a bad file fails before minutes of model loading
         FileSource(args.input, config.audio.frame_ms)
+    memory = MemoryStore(memory_path(config.memory)) if config.memory.enabled else None
     t0 = time.monotonic()
     engines = load_engines(config)
     log.info("models loaded in %.2f s", time.monotonic() - t0)
@@ -117,7 +134,9 @@ def run(args: argparse.Namespace) -> int:
         source.close()
         raise
     source, sink = front.wrap_audio(source, sink)
-    pipeline = Pipeline(config, engines, source, sink, half_duplex=not args.input)
+    live = not args.input  # the microphone hears the speaker
+    echo = EchoCanceller(config.echo, config.echo.delay_ms) if live and config.echo.enabled else None
+    pipeline = Pipeline(config, engines, source, sink, half_duplex=live, memory=memory, echo=echo)
     try:
         front.attach(pipeline)  # the hotkey, and the window or status line (before the console printer)
     except Exception:
@@ -137,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         front.close()
         stuck = pipeline.stop()
+        if memory is not None:
+            memory.close()
     if pipeline.supervisor.failure is not None:  # a stage died: already said in one line
         return EXIT_INTERNAL
     if pipeline.capture.error is not None and not isinstance(pipeline.capture.error, AudioInputError):
@@ -162,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return run(args)
+        return _forget(args) if args.forget else run(args)
+    except MemoryStoreError as e:
+        print(f"error: {e}; `voice-assistant --forget` starts afresh", file=sys.stderr)
+        return EXIT_MEMORY
     except HotkeyUnavailable as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_DEVICE

@@ -33,10 +33,13 @@ class AudioConfig:
 @dataclass(frozen=True)
 class VadConfig:
     aggressiveness: int
+    min_level_dbfs: float
     start_ms: int
     start_window_ms: int
     min_speech_ms: int
     end_silence_ms: int
+    speculate_ms: int
+    barge_in_ms: int
     pre_roll_ms: int
     max_turn_s: float
 
@@ -78,6 +81,13 @@ class TtsConfig:
 
 
 @dataclass(frozen=True)
+class EchoConfig:
+    enabled: bool
+    delay_ms: int
+    noise_suppression: bool
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     block_ms: int
 
@@ -110,6 +120,7 @@ class Config:
     llm: LlmConfig
     tts: TtsConfig
     output: OutputConfig
+    echo: EchoConfig
     hotkey: HotkeyConfig
     skills: SkillsConfig
     memory: MemoryConfig

@@ -14,15 +14,29 @@ class ConsolePrinter:
         self.out = out
         self._lock = threading.Lock()
         self._skill: dict[int | None, str] = {}  # turn -> the skill that answers it
+        self._heard: dict[int, str] = {}  # speculative turn -> transcript, printed once the turn is decided
+        self._decided: set[int] = set()
 
     def __call__(self, event: Event) -> None:
         line = None
-        if event.kind == "transcript":
-            line = f"you: {event.text}"
+        if event.kind == "transcript":  # a speculative turn's words wait until the turn is decided
+            if event.turn_id in self._decided or event.turn_id is None:
+                line = f"you: {event.text}"
+            else:
+                self._heard[event.turn_id] = event.text
+        elif event.kind == "turn_decided":
+            if event.turn_id in self._heard:
+                line = f"you: {self._heard.pop(event.turn_id)}"
+            else:
+                self._decided.add(event.turn_id)
+        elif event.kind in ("turn_retracted", "turn_dropped"):
+            self._heard.pop(event.turn_id, None)
+            self._decided.discard(event.turn_id)
         elif event.kind in ("skill", "announcement"):
             self._skill[event.turn_id] = event.data.get("skill", "")
         elif event.kind == "reply_done":
             skill = self._skill.pop(event.turn_id, "")
+            self._decided.discard(event.turn_id)
             who = f"assistant [{skill}]" if skill else "assistant"
             line = f"{who}: {event.text}" if event.text else f"{who}: (no reply)"
         elif event.kind == "interrupted":

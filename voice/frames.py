@@ -117,6 +117,10 @@ class Event:
     level: microphone level, ~20 Hz, data["dbfs"]; push_to_talk: data["pressed"];
     muted: data["muted"]. device: a microphone or speaker was lost or is back (text = the
     line for the user; see voice/devices.py).
+    skill: a skill answered the turn instead of the LLM (text = its reply, data["skill"],
+    data["remember"]); its first_token and sentence events carry data["skill"] too.
+    announcement: the assistant speaks unprompted, e.g. a timer ended (a turn of its own;
+    text = what it says, data["skill"]).
     """
 
     kind: str

@@ -14,7 +14,7 @@ from typing import Iterator, Protocol
 
 from .config import LlmConfig
 from .frames import ReplyEnd, ReplySentence, Transcript
-from .history import Conversation, Turn
+from .history import Conversation
 from .models import ModelError, gguf_file
 from .sentences import SentenceSplitter
 from .stage import EventBus, Stage
@@ -86,21 +86,53 @@ class LlamaChatModel:
 
 
 class LlmStage(Stage):
-    """Transcript in; ReplySentence frames and a closing ReplyEnd out."""
+    """Transcript in; ReplySentence frames and a closing ReplyEnd out.
+
+    It reads the conversation but does not write it: what goes into the history is what
+    the user heard, which only playback knows (see Pipeline._remember)."""
 
     def __init__(self, model: ChatModel, conversation: Conversation, inbox: queue.Queue, outbox: queue.Queue,
                  stop: threading.Event, bus: EventBus, first_clause_words: int = 0,
-                 cancel_for=lambda turn_id: threading.Event()) -> None:
+                 cancel_for=lambda turn_id: threading.Event(), skills=None,
+                 committed=lambda turn_id: True) -> None:
         super().__init__("llm", inbox, outbox, stop, bus)
         self.model, self.conversation = model, conversation
         self.first_clause_words = first_clause_words
         self.cancel_for = cancel_for
+        self.skills = skills  # a SkillRouter (voice.skills): tried before the model
+        self.committed = committed  # blocks until the turn is certain (True) or taken back (False)
+        self.reply_lock = threading.RLock()  # held while one reply is queued; `say` never splices into one
 
     def handle(self, transcript: Transcript) -> None:
+        with self.reply_lock:
+            answer = self.skills.route(transcript.text) if self.skills is not None else None
+            if answer is None:
+                self._model_reply(transcript)
+                return
+            self.bus.emit("skill", transcript.turn_id, answer.text, skill=answer.skill, remember=answer.remember)
+            self.say(transcript.turn_id, answer.text, then=answer.action, skill=answer.skill)
+
+    def say(self, turn_id: int, text: str, then=None, **data) -> None:
+        """A whole reply not written by the model (a skill's, an announcement): same sentences, same path.
+
+        `then` (a skill's action) runs before the ReplyEnd, once the turn is certain: a speculative
+        "set a timer" that the user talks on from sets none."""
+        splitter = SentenceSplitter()
+        with self.reply_lock:
+            if text:
+                self.bus.emit("first_token", turn_id, **data)
+            index = 0
+            for sentence in [*splitter.push(text), *splitter.flush()]:
+                index = self._sentence(turn_id, index, sentence, **data)
+            if then is not None and self.committed(turn_id):
+                then()
+            self.emit(ReplyEnd(turn_id, text))
+
+    def _model_reply(self, transcript: Transcript) -> None:
         turn_id = transcript.turn_id
         cancel = self.cancel_for(turn_id)
         splitter = SentenceSplitter(self.first_clause_words)
-        reply, index, answered = "", 0, True
+        reply, index = "", 0
         try:
             for token in self.model.stream(self.conversation.messages(transcript.text), cancel):
                 if self.stop.is_set():
@@ -113,19 +145,15 @@ class LlmStage(Stage):
             for sentence in splitter.flush():
                 index = self._sentence(turn_id, index, sentence)
         except ChatModelUnavailable as e:  # expected when a server is down: one log line, no traceback
-            answered = False
             log.warning("turn %d: %s", turn_id, e)
             self.bus.emit("llm_unreachable", turn_id, e.reason)
             for sentence in [*splitter.flush(), e.reply]:
                 index = self._sentence(turn_id, index, sentence)
             reply = f"{reply.strip()} {e.reply}"
-        finally:
-            reply = reply.strip()
-            if not cancel.is_set() and answered:
-                self.conversation.add(Turn(transcript.text, reply))
-            self.emit(ReplyEnd(turn_id, reply))
+        finally:  # the pipeline adds the turn to the history once it has been heard
+            self.emit(ReplyEnd(turn_id, reply.strip()))
 
-    def _sentence(self, turn_id: int, index: int, text: str) -> int:
-        self.bus.emit("sentence", turn_id, text, index=index)
+    def _sentence(self, turn_id: int, index: int, text: str, **data) -> int:
+        self.bus.emit("sentence", turn_id, text, index=index, **data)
         self.emit(ReplySentence(turn_id, index, text, time.monotonic()))
         return index + 1

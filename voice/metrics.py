@@ -31,10 +31,11 @@ class TurnMetrics:
         self.path = Path(path) if path else None
         self.turns: list[dict] = []
         self._open: dict[int, dict] = {}
+        self._retracted: set[int] = set()  # their late events are ignored
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
-        if event.turn_id is None:
+        if event.turn_id is None or event.turn_id in self._retracted:
             return
         with self._lock:
             record = self._open.setdefault(event.turn_id, {"turn": event.turn_id})
@@ -59,6 +60,9 @@ class TurnMetrics:
                 record["heard_reply"] = event.text
             elif event.kind == "error":
                 record.setdefault("errors", []).append(event.text)
+            elif event.kind == "turn_retracted":  # speculation thrown away: not a turn
+                self._open.pop(event.turn_id, None)
+                self._retracted.add(event.turn_id)
             elif event.kind in ("reply_done", "turn_dropped"):
                 if event.kind == "reply_done":
                     record["reply"] = event.text

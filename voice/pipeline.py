@@ -19,15 +19,19 @@ from dataclasses import dataclass
 
 from .capture import AudioSource, CaptureStage
 from .config import Config
+from .echo import EchoCanceller, EchoStage
 from .frames import Mute, PushToTalk
-from .history import Conversation
+from .history import Conversation, Turn
 from .llm import ChatModel, LlmStage
 from .llm_openai import make_chat_model
+from .memory import MemoryStore
 from .playback import AudioSink, PlaybackStage
 from .stage import EventBus
 from .supervisor import Supervisor
+from .turns import Turns
 from .stt import SttStage, Transcriber, WhisperTranscriber
 from .tts import PiperSynthesizer, Synthesizer, TtsStage
+from .skills import SkillRouter
 from .vad import VadStage
 from .wake import WakePhrase
 
@@ -57,66 +61,59 @@ def load_engines(config: Config) -> Engines:
     return engines
 
 
-class Turns:
-    """Turn ids and per-turn cancellation, shared by the stages."""
-
-    def __init__(self) -> None:
-        self._ids = itertools.count(1)
-        self._cancel: dict[int, threading.Event] = {}
-        self._lock = threading.Lock()
-
-    def next_id(self) -> int:
-        return next(self._ids)
-
-    def cancel_event(self, turn_id: int) -> threading.Event:
-        with self._lock:
-            return self._cancel.setdefault(turn_id, threading.Event())
-
-    def cancel(self, turn_id: int) -> None:
-        self.cancel_event(turn_id).set()
-
-    def is_cancelled(self, turn_id: int) -> bool:
-        with self._lock:
-            event = self._cancel.get(turn_id)
-        return event is not None and event.is_set()
-
-
 class Pipeline:
     def __init__(self, config: Config, engines: Engines, source: AudioSource, sink: AudioSink,
                  bus: EventBus | None = None, half_duplex: bool = True,
-                 conversation: Conversation | None = None) -> None:
+                 conversation: Conversation | None = None, memory: MemoryStore | None = None,
+                 echo: EchoCanceller | None = None) -> None:
+        """`half_duplex`: the microphone hears the speaker and there is no echo canceller, so it
+        may not open a turn while the assistant speaks. With `echo`, the microphone is cleaned of
+        the assistant's voice and stays open: the user can interrupt (barge-in)."""
         self.config = config
         self.bus = bus or EventBus()
         self.stop_event = threading.Event()
         self.speaking = threading.Event()
         self.turns = Turns()
+        self._user_text: dict[int, str] = {}  # turn -> transcript, until the reply is heard
+        self._forget: set[int] = set()  # turns whose reply is not for the history
         self.source, self.sink = source, sink
-        self.half_duplex = half_duplex
+        self.half_duplex = half_duplex and echo is None
         self._quiet_since = 0.0
         self.bus.subscribe(self._track_speaking)
+        self.bus.subscribe(self._remember)
         self.control: queue.Queue = queue.Queue()  # PushToTalk / Mute: read by the VAD before each audio frame
         self.conversation = conversation or Conversation(
             config.llm.system_prompt, engines.chat.count_tokens,
-            engines.chat.context_tokens - config.llm.max_tokens - 16)
+            engines.chat.context_tokens - config.llm.max_tokens - 16,
+            turns=memory.load() if memory else (), on_add=memory.append if memory else None)
+        self.skills = SkillRouter(self.announce, self.interrupt) if config.skills.enabled else None
+        if self.skills is not None:
+            self.bus.subscribe(self.skills.observe)
 
         q = {name: queue.Queue(maxsize=size) for name, size in
-             (("audio", config.audio.queue_frames), ("utterance", 8), ("transcript", 8), ("sentence", 64),
-              ("speech", 64))}
+             (("audio", config.audio.queue_frames), ("clean", config.audio.queue_frames), ("utterance", 8),
+              ("transcript", 8), ("sentence", 64), ("speech", 64))}
         stop, bus = self.stop_event, self.bus
+        mic = q["clean"] if echo else q["audio"]
         self.stages: list[threading.Thread] = [
             CaptureStage(source, q["audio"], stop, bus),
-            VadStage(config.vad, config.audio.frame_ms, q["audio"], q["utterance"], stop, bus,
-                     self.turns.next_id, listen_gate=self._may_listen, auto_open=not config.hotkey.key,
-                     control=self.control),
+            *([EchoStage(echo, q["audio"], q["clean"], stop, bus)] if echo else []),
+            VadStage(config.vad, config.audio.frame_ms, mic, q["utterance"], stop, bus,
+                     self.turns, listen_gate=self._may_listen, auto_open=not config.hotkey.key,
+                     control=self.control, is_speaking=self.speaking.is_set, barge_in=self.interrupt),
             SttStage(config.stt, engines.transcriber, q["utterance"], q["transcript"], stop, bus,
                      wake=WakePhrase(config.hotkey.wake_phrase, config.hotkey.follow_up_s)
                      if config.hotkey.wake_phrase else None),
             LlmStage(engines.chat, self.conversation, q["transcript"], q["sentence"], stop, bus,
-                     cancel_for=self.turns.cancel_event),
+                     cancel_for=self.turns.cancel_event, skills=self.skills,
+                     committed=lambda turn_id: self.turns.wait_committed(turn_id, self.stop_event)),
             TtsStage(engines.synthesizer, q["sentence"], q["speech"], stop, bus, self.turns.is_cancelled),
-            PlaybackStage(config.output, sink, q["speech"], stop, bus, self.speaking, self.turns.is_cancelled),
+            PlaybackStage(config.output, sink, q["speech"], stop, bus, self.speaking, self.turns,
+                          on_played=echo.reference if echo else None),
         ]
-        self.capture, self.vad = self.stages[0], self.stages[1]
+        self.capture = self.stages[0]
+        self.vad = next(stage for stage in self.stages if isinstance(stage, VadStage))
+        self.llm = next(stage for stage in self.stages if isinstance(stage, LlmStage))
         self.playback = self.stages[-1]
         self.supervisor = Supervisor(self.stages, stop, bus)
         for device in (source, sink):  # a microphone or speaker that comes and goes tells the user
@@ -127,6 +124,36 @@ class Pipeline:
         if event.kind in ("playback_end", "reply_done"):
             self._quiet_since = time.monotonic()
 
+    def _remember(self, event) -> None:
+        """The history keeps what the user heard: the reply, or its heard part if interrupted."""
+        if event.kind == "transcript":
+            self._user_text[event.turn_id] = event.text
+        elif event.kind in ("llm_unreachable",) or (event.kind == "skill" and not event.data.get("remember", True)):
+            self._forget.add(event.turn_id)
+        elif event.kind in ("reply_done", "turn_dropped", "turn_retracted") and event.turn_id is not None:
+            user = self._user_text.pop(event.turn_id, None)
+            forget = event.turn_id in self._forget
+            self._forget.discard(event.turn_id)
+            if event.kind == "reply_done" and user and event.text and not forget:
+                self.conversation.add(Turn(user, event.text, interrupted=bool(event.data.get("interrupted"))))
+
+    def interrupt(self) -> None:
+        """Barge-in: stop speaking now, cancel generation and queued speech of every turn in flight."""
+        cancelled = self.turns.cancel_open()
+        if cancelled:
+            self.bus.emit("barge_in", cancelled[-1], turns=cancelled)
+
+    def announce(self, text: str, skill: str = "") -> int | None:
+        """Speak unprompted (a timer that ended): a turn of its own through TTS and playback,
+        never spliced into a reply being queued. Returns its turn id (None once stopped)."""
+        if self.stop_event.is_set():
+            return None
+        turn_id = self.turns.next_id()
+        self.turns.commit(turn_id)  # nobody can take it back
+        self.bus.emit("announcement", turn_id, text, skill=skill)
+        self.llm.say(turn_id, text, skill=skill)
+        return turn_id
+
     def _may_listen(self) -> bool:
         """Half-duplex: the microphone may not open a turn while the assistant's voice is in the room."""
         if not self.half_duplex:
@@ -136,7 +163,10 @@ class Pipeline:
     def push_to_talk(self, pressed: bool) -> None:
         """The push-to-talk key (or button) went down or up; it overtakes queued audio.
 
-        A press opens a turn even while the half-duplex gate is closed."""
+        A press opens a turn even while the half-duplex gate is closed, and stops the reply
+        being spoken or prepared (barge-in by key)."""
+        if pressed:
+            self.interrupt()
         self.control.put(PushToTalk(pressed, time.monotonic()))
 
     def set_muted(self, muted: bool) -> None:
@@ -179,6 +209,8 @@ class Pipeline:
                 stuck.append(stage.name)
         if stuck:
             log.error("stages still running after %.1f s: %s", timeout, ", ".join(stuck))
+        if self.skills is not None:
+            self.skills.close()  # running timers end silently with the assistant
         self.source.close()
         self.sink.close()
         return stuck

@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 import soundfile
@@ -22,6 +22,7 @@ from .config import OutputConfig
 from .devices import PORTAUDIO, DeviceStream, HasDevice
 from .frames import ReplyEnd, SpeechAudio
 from .stage import EventBus, Stage
+from .turns import Turns
 
 log = logging.getLogger(__name__)
 
@@ -162,47 +163,80 @@ class SpeakerSink(HasDevice):
 
 
 class PlaybackStage(Stage):
-    """SpeechAudio in, sound out. `speaking` is set from a reply's first block until its end."""
+    """SpeechAudio in, sound out, in the order the turns were committed.
+
+    A speculative turn's audio waits here until the turn is committed, and is dropped if it
+    is cancelled. A turn cancelled while playing (barge-in) stops between two blocks; the
+    words heard so far are reported with an `interrupted` event and its `reply_done`.
+    `speaking` is set from a reply's first block until its end. `on_played` gets every block
+    as it goes to the sink (the echo canceller's reference).
+    """
 
     def __init__(self, config: OutputConfig, sink: AudioSink, inbox: queue.Queue, stop: threading.Event,
-                 bus: EventBus, speaking: threading.Event, is_cancelled=lambda turn_id: False) -> None:
+                 bus: EventBus, speaking: threading.Event, turns: Turns,
+                 on_played: Callable[[np.ndarray, int], None] | None = None) -> None:
         super().__init__("playback", inbox, None, stop, bus)
         self.sink = sink
         self.block = max(1, sink.sample_rate * config.block_ms // 1000)
         self.speaking = speaking
-        self.is_cancelled = is_cancelled
-        self._playing_turns: set[int] = set()
+        self.turns = turns
+        self.on_played = on_played
+        self._heard: dict[int, list[str]] = {}  # turn -> sentences (or parts) played so far
         self._played_s: dict[int, float] = {}
 
     def handle(self, item: SpeechAudio | ReplyEnd) -> None:
+        if not self.turns.wait_committed(item.turn_id, self.stop):
+            if isinstance(item, ReplyEnd):
+                self._end(item)
+            return
         if isinstance(item, ReplyEnd):
             self._end(item)
-            return
-        if self.is_cancelled(item.turn_id):
             return
         pcm = item.pcm
         if item.sample_rate != self.sink.sample_rate:
             pcm = soxr.resample(pcm, item.sample_rate, self.sink.sample_rate).astype(np.float32)
         for i in range(0, len(pcm), self.block):
-            if self.stop.is_set() or self.is_cancelled(item.turn_id):
-                self.sink.discard()
-                break
-            if item.turn_id not in self._playing_turns:
-                self._playing_turns.add(item.turn_id)
+            if self.stop.is_set():
+                return
+            if self.turns.is_cancelled(item.turn_id):
+                self._interrupt(item, i / len(pcm))
+                return
+            if item.turn_id not in self._heard:
+                self._heard[item.turn_id] = []
                 self.speaking.set()
                 self.bus.emit("playback_start", item.turn_id)
-            self.sink.write(pcm[i:i + self.block])
-            self._played_s[item.turn_id] = self._played_s.get(item.turn_id, 0.0) + min(self.block, len(pcm) - i) / self.sink.sample_rate
-        else:
-            self.bus.emit("sentence_played", item.turn_id, item.text, index=item.index)
+            block = pcm[i:i + self.block]
+            self.sink.write(block)
+            if self.on_played is not None:
+                self.on_played(block, self.sink.sample_rate)
+            self._played_s[item.turn_id] = self._played_s.get(item.turn_id, 0.0) + len(block) / self.sink.sample_rate
+        self._heard.setdefault(item.turn_id, []).append(item.text)
+        self.bus.emit("sentence_played", item.turn_id, item.text, index=item.index)
+
+    def _interrupt(self, item: SpeechAudio, fraction: float) -> None:
+        self.sink.discard()
+        words = item.text.split()
+        part = " ".join(words[:int(len(words) * fraction)])
+        heard = self._heard.setdefault(item.turn_id, [])
+        if part:
+            heard.append(part + "...")
+        self.speaking.clear()
+        self.bus.emit("interrupted", item.turn_id, " ".join(heard))
 
     def _end(self, end: ReplyEnd) -> None:
+        committed, cancelled = self.turns.is_committed(end.turn_id), self.turns.is_cancelled(end.turn_id)
+        self.turns.done(end.turn_id)
+        heard = self._heard.pop(end.turn_id, None)
         played = self._played_s.pop(end.turn_id, 0.0)
-        if end.turn_id in self._playing_turns:
-            self._playing_turns.discard(end.turn_id)
+        if heard is not None:
             self.bus.emit("playback_end", end.turn_id, played_s=round(played, 3))
         self.speaking.clear()
-        self.bus.emit("reply_done", end.turn_id, end.text)
+        if not committed:  # retracted speculation: nobody asked
+            return
+        if cancelled:
+            self.bus.emit("reply_done", end.turn_id, " ".join(heard or []), interrupted=True)
+        else:
+            self.bus.emit("reply_done", end.turn_id, end.text)
 
     def finish(self) -> None:
         self.speaking.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import queue
 import threading
 import time
@@ -65,14 +66,15 @@ class WhisperTranscriber:
         return self._transcribe_padded(audio)
 
     def _transcribe_short(self, audio: np.ndarray) -> Recognition:
-        """Encode a 10 s window (or the audio plus 1 s), not Whisper's 30 s.
+        """Encode a 10 s window (or twice the audio, up to 30 s), not Whisper's 30 s.
 
         faster-whisper pads every utterance to 30 s, so tiny.en spends ~450 ms on 2 cores
         whatever the length; CTranslate2's encoder takes shorter inputs. With only 1-2 s of
         padding tiny.en tends to repeat the last phrase of short clips; from 10 s on, the
         transcripts of the recorded clips match the 30 s ones (tests/test_stt.py), in 50-130 ms.
         """
-        pad = max(16000, SHORT_WINDOW - len(audio))
+        window = min(WHISPER_WINDOW, max(SHORT_WINDOW, 2 * len(audio)))  # silence at least as long as the speech
+        pad = max(16000, window - len(audio))
         padded = np.concatenate([audio, np.zeros(pad, np.float32)])
         features = self.model.feature_extractor(padded)[..., :-1]
         encoded = self.model.encode(features)
@@ -82,7 +84,7 @@ class WhisperTranscriber:
             return_scores=True, return_no_speech_prob=True, suppress_blank=True,
             suppress_tokens=self.suppress)[0]
         tokens = [t for t in result.sequences_ids[0] if t < self.tokenizer.eot]
-        text = self.tokenizer.decode(tokens).strip()
+        text = unloop(self.tokenizer.decode(tokens).strip())
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         return Recognition(text, result.no_speech_prob, avg_logprob)
 
@@ -98,6 +100,31 @@ class WhisperTranscriber:
         no_speech = min(s.no_speech_prob for s in segments)
         logprob = float(np.mean([s.avg_logprob for s in segments]))
         return Recognition(text, no_speech, logprob)
+
+
+def unloop(text: str, max_phrase: int = 12) -> str:
+    """Undo Whisper's loop on a short clip: a phrase said again and again up to the end of
+    the text (the last copy often cut off by the token cap) is kept once. "Produced the block
+    books, produced the block books, produced the block" -> "Produced the block books,".
+    Single repeated words ("very very good") and repeats followed by new words stay."""
+    words = text.split()
+    key = [re.sub(r"\W", "", w.lower()) for w in words]
+
+    def copies_to_end(i: int, n: int) -> bool:
+        j = i + n
+        while key[j:j + n] == key[i:i + n]:
+            j += n
+        tail, copy = key[j:], key[i:i + len(key) - j]
+        if not tail:
+            return j > i + n
+        partial = tail[:-1] == copy[:-1] and copy[-1].startswith(tail[-1])
+        return partial and (j > i + n or len(tail) >= max(2, (n + 1) // 2))
+
+    for n in range(2, min(max_phrase, len(words) - 2) + 1):
+        for i in range(0, len(words) - n - 1):
+            if copies_to_end(i, n):
+                return " ".join(words[:i + n])
+    return text
 
 
 def is_hallucination(r: Recognition, config: SttConfig) -> bool:

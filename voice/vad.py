@@ -10,6 +10,10 @@ payload) per frame, so it is tested with lists of booleans. States:
     stopping -> speaking  a voiced frame before `end_silence_ms` of silence
     stopping -> quiet     `end_silence_ms` of silence                        (emits Closed or Dropped)
 
+With `speculate_ms`, a shorter pause inside `stopping` emits Paused (the turn so far, so
+that transcription and the reply can start before the end-of-turn window has run out) and
+voice after it emits Resumed (that work is to be thrown away).
+
 A pre-roll ring buffer keeps `pre_roll_ms` of audio from before the first voiced frame.
 Push-to-talk forces the state with `force_open` / `force_close`; with `auto_open=False`
 voice alone never opens a turn.
@@ -32,6 +36,7 @@ from .config import VadConfig
 from .frames import AudioFrame, Mute, PushToTalk, Utterance
 from .level import FLOOR_DBFS, LevelMeter
 from .stage import EventBus, Stage
+from .turns import Turns
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +56,34 @@ class Closed:
 
 
 @dataclass(frozen=True)
+class Paused:
+    payloads: list  # frames of the turn so far
+    t_start: float
+    t_end: float  # last voiced frame
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """Voice came back after a Paused: the turn goes on."""
+
+
+@dataclass(frozen=True)
 class Dropped:
     voiced_ms: int  # too little voice: a click, a cough
 
 
-Outcome = Opened | Closed | Dropped | None
+# Speculation pays on short questions; on a long turn each pause would cost a long transcription.
+SPECULATE_MAX_S = 10
+
+Outcome = Opened | Paused | Resumed | Closed | Dropped | None
 
 
 class Segmenter:
     """Hysteresis over per-frame speech decisions. All lengths are in frames internally."""
 
     def __init__(self, frame_ms: int, start_ms: int, start_window_ms: int, min_speech_ms: int,
-                 end_silence_ms: int, pre_roll_ms: int, max_turn_ms: int, auto_open: bool = True) -> None:
+                 end_silence_ms: int, pre_roll_ms: int, max_turn_ms: int, auto_open: bool = True,
+                 speculate_ms: int = 0) -> None:
         def frames(ms: float) -> int:
             return max(1, int(round(ms / frame_ms)))
 
@@ -73,6 +94,7 @@ class Segmenter:
         self.end_frames = frames(end_silence_ms)
         self.pre_roll_frames = int(round(pre_roll_ms / frame_ms))
         self.max_frames = frames(max_turn_ms)
+        self.speculate_frames = frames(speculate_ms) if 0 < speculate_ms < end_silence_ms else 0
         self.auto_open = auto_open
         self._ring: collections.deque = collections.deque(maxlen=self.pre_roll_frames + self.window_frames)
         self.reset()
@@ -80,13 +102,14 @@ class Segmenter:
     @classmethod
     def from_config(cls, c: VadConfig, frame_ms: int, auto_open: bool = True) -> "Segmenter":
         return cls(frame_ms, c.start_ms, c.start_window_ms, c.min_speech_ms, c.end_silence_ms,
-                   c.pre_roll_ms, int(c.max_turn_s * 1000), auto_open)
+                   c.pre_roll_ms, int(c.max_turn_s * 1000), auto_open, c.speculate_ms)
 
     def reset(self) -> None:
         """Forget any turn in progress (used while the assistant speaks, half-duplex)."""
         self._ring.clear()
         self._turn: list | None = None
         self._forced = False
+        self._paused = False  # a Paused was emitted and no voice has come since
         self._voiced = 0
         self._silence = 0
         self._t_start = self._t_last_voiced = 0.0
@@ -100,6 +123,11 @@ class Segmenter:
     @property
     def in_turn(self) -> bool:
         return self._turn is not None
+
+    @property
+    def voiced_ms(self) -> int:
+        """Voice heard so far in the turn in progress."""
+        return self._voiced * self.frame_ms if self._turn is not None else 0
 
     def push(self, voiced: bool, payload: Any = None, t: float = 0.0) -> Outcome:
         if self._turn is None:
@@ -163,6 +191,14 @@ class Segmenter:
             return self._close(cut=False, t_end=self._t_last_voiced)
         if len(self._turn) >= self.max_frames:
             return self._close(cut=True, t_end=t)
+        if voiced and self._paused:
+            self._paused = False
+            return Resumed()
+        if (self.speculate_frames and self._silence == self.speculate_frames and not self._forced
+                and len(self._turn) <= SPECULATE_MAX_S * 1000 // self.frame_ms
+                and self._voiced * self.frame_ms >= self.min_speech_frames * self.frame_ms):
+            self._paused = True
+            return Paused(list(self._turn), self._t_start, self._t_last_voiced)
         return None
 
     def _close(self, cut: bool, t_end: float) -> Outcome:
@@ -201,9 +237,10 @@ class VadStage(Stage):
     """
 
     def __init__(self, config: VadConfig, frame_ms: int, inbox: queue.Queue, outbox: queue.Queue,
-                 stop: threading.Event, bus: EventBus, next_turn_id: Callable[[], int],
+                 stop: threading.Event, bus: EventBus, turns: Turns,
                  listen_gate: Callable[[], bool] = lambda: True, auto_open: bool = True,
-                 control: queue.Queue | None = None) -> None:
+                 control: queue.Queue | None = None, is_speaking: Callable[[], bool] = lambda: False,
+                 barge_in: Callable[[], None] = lambda: None) -> None:
         super().__init__("vad", inbox, outbox, stop, bus)
         self.control = control
         self.held = False  # push-to-talk is down
@@ -211,8 +248,11 @@ class VadStage(Stage):
         self.level = LevelMeter(bus)
         self.segmenter = Segmenter.from_config(config, frame_ms, auto_open)
         self.vad = WebRtcVad(config.aggressiveness, 16000)
-        self.next_turn_id = next_turn_id
+        self.turns = turns
+        self.min_rms = 32768.0 * 10 ** (config.min_level_dbfs / 20)
         self.listen_gate = listen_gate
+        self.is_speaking, self.barge_in, self.barge_in_ms = is_speaking, barge_in, config.barge_in_ms
+        self._speculative: int | None = None  # turn started at a pause, not yet committed
         self.dropped = 0
 
     def handle(self, frame: AudioFrame) -> None:
@@ -224,7 +264,16 @@ class VadStage(Stage):
             if self.segmenter.in_turn or self.segmenter.state != "quiet":
                 self.segmenter.reset()
             return
-        self._outcome(self.segmenter.push(self.vad.is_speech(frame.pcm), frame, frame.t))
+        self._outcome(self.segmenter.push(self._voiced(frame.pcm), frame, frame.t))
+        if self.segmenter.voiced_ms >= self.barge_in_ms and self.is_speaking():
+            log.info("barge-in: %d ms of voice while the assistant speaks", self.segmenter.voiced_ms)
+            self.barge_in()
+
+    def _voiced(self, pcm: np.ndarray) -> bool:
+        """webrtcvad's answer, but never for audio below the level floor: webrtcvad calls faint
+        noise speech, such as the comfort noise the echo canceller adds while the assistant talks."""
+        rms = float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2)))
+        return rms >= self.min_rms and self.vad.is_speech(pcm)
 
     def finish(self) -> None:
         self._controls()
@@ -251,15 +300,34 @@ class VadStage(Stage):
     def _outcome(self, outcome: Outcome) -> None:
         if isinstance(outcome, Opened):
             self.bus.emit("speech_start", t=outcome.t_start)
+        elif isinstance(outcome, Paused):
+            self._speculative = self._utterance(outcome.payloads, outcome.t_start, outcome.t_end)
+            self.bus.emit("speculate", self._speculative, t=outcome.t_end)
+        elif isinstance(outcome, Resumed):
+            self._retract()
         elif isinstance(outcome, Dropped):
+            self._retract()
             self.dropped += 1
             self.bus.emit("turn_dropped", text=f"too short ({outcome.voiced_ms} ms of voice)")
         elif isinstance(outcome, Closed):
-            frames: list[AudioFrame] = outcome.payloads
-            turn_id = self.next_turn_id()
-            utterance = Utterance(turn_id, np.concatenate([f.pcm for f in frames]), frames[0].sample_rate,
-                                  outcome.t_start, outcome.t_end, time.monotonic())
+            turn_id, self._speculative = self._speculative, None
+            if turn_id is None:  # no pause long enough to speculate on: transcribe now
+                turn_id = self._utterance(outcome.payloads, outcome.t_start, outcome.t_end)
             self.bus.emit("speech_end", turn_id, t=outcome.t_end)
-            self.bus.emit("turn_decided", turn_id, t=utterance.t_decided, cut=outcome.cut,
-                          speech_start=outcome.t_start, audio_s=round(utterance.duration, 3))
-            self.emit(utterance)
+            self.bus.emit("turn_decided", turn_id, cut=outcome.cut, speech_start=outcome.t_start,
+                          audio_s=round(len(outcome.payloads) * self.segmenter.frame_ms / 1000, 3))
+            self.turns.commit(turn_id)
+
+    def _utterance(self, frames: list[AudioFrame], t_start: float, t_end: float) -> int:
+        turn_id = self.turns.next_id()
+        self.emit(Utterance(turn_id, np.concatenate([f.pcm for f in frames]), frames[0].sample_rate,
+                            t_start, t_end, time.monotonic()))
+        return turn_id
+
+    def _retract(self) -> None:
+        """The user went on speaking: the speculative turn's work is thrown away."""
+        if self._speculative is not None:
+            self.turns.cancel(self._speculative)
+            self.turns.done(self._speculative)
+            self.bus.emit("turn_retracted", self._speculative)
+            self._speculative = None

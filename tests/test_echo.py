@@ -1,0 +1,98 @@
+"""Echo cancellation and barge-in in a simulated room: the microphone hears the assistant's own
+voice (delayed, attenuated, reverberated) on top of a recorded user."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from conftest import normalise, wer
+from room import RATE, Room
+from voice.capture import read_audio
+from voice.echo import EchoCanceller
+from voice.metrics import TurnMetrics
+from voice.pipeline import Pipeline
+
+
+def run_room(config, engines, room, echo: bool, on_event=None):
+    canceller = EchoCanceller(config.echo, delay_ms=40) if echo else None
+    pipeline = Pipeline(config, engines, room, room, half_duplex=False, echo=canceller)
+    metrics, events = TurnMetrics(), []
+    pipeline.bus.subscribe(metrics)
+    pipeline.bus.subscribe(events.append)
+    if on_event:
+        pipeline.bus.subscribe(lambda e: on_event(pipeline, e))
+    pipeline.run()
+    return pipeline, metrics.turns, events
+
+
+@pytest.fixture(scope="module")
+def question(synth_question):
+    return read_audio(synth_question("Tell me a story about a dragon."))
+
+
+def test_echo_canceller_removes_the_assistants_voice(config, engines):
+    """On the module alone: the far end played into a room comes back ~25 dB quieter."""
+    speech = np.concatenate(list(engines.synthesizer.synthesize("The quick brown fox jumps over the lazy dog. "
+                                                                "Then it runs into the forest and hides.")))
+    import soxr
+    far = soxr.resample(speech, engines.synthesizer.sample_rate, RATE).astype(np.float32)
+    room = Room(np.zeros(len(far) + RATE, np.int16), echo_gain_db=-6)
+    canceller = EchoCanceller(config.echo, delay_ms=40)
+    room._t0 = 0.0
+    ir_len, delay = len(room.ir), room.delay
+    echo = np.convolve(np.concatenate([np.zeros(delay, np.float32), far]), room.ir)[:len(far)]
+    mic = (echo * 32767).astype(np.int16)
+    cleaned = []
+    for i in range(0, len(far) - 320 + 1, 320):
+        canceller.reference(far[i:i + 320], RATE)
+        cleaned.append(canceller.process(mic[i:i + 320]))
+    out = np.concatenate(cleaned).astype(np.float64)
+    half = len(out) // 2  # after the canceller has converged
+    before = 10 * np.log10(np.mean(mic[half:len(out)].astype(np.float64) ** 2) + 1)
+    after = 10 * np.log10(np.mean(out[half:] ** 2) + 1)
+    assert before - after >= 15, f"echo reduced by only {before - after:.1f} dB"
+
+
+def test_no_self_trigger_with_echo_cancellation(config, engines, question):
+    room = Room(question, echo_gain_db=-6, echo_delay_ms=40, tail_s=12)
+    _, turns, _ = run_room(config, engines, room, echo=True)
+    heard = [t.get("transcript") for t in turns if t.get("transcript")]
+    assert len(heard) == 1 and "dragon" in normalise(heard[0]), heard
+    assert not any(t.get("interrupted") for t in turns), "its own voice did not interrupt it"
+    assert np.abs(room.played).max() > 0.1, "the assistant did speak into the room"
+
+
+def test_without_echo_cancellation_full_duplex_hears_itself(config, engines, question):
+    """The control: the same room, microphone open, no canceller: the assistant answers its own voice."""
+    room = Room(question, echo_gain_db=-6, echo_delay_ms=40, tail_s=12)
+    _, turns, _ = run_room(config, engines, room, echo=False)
+    assert len([t for t in turns if t.get("transcript")]) >= 2, "the echo opened turns of its own"
+
+
+def test_barge_in_stops_the_reply_and_the_user_is_heard(config, engines, question, shared_clips):
+    clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
+    interruption = read_audio(clip["path"])
+    room = Room(question, echo_gain_db=-6, echo_delay_ms=40, tail_s=16)
+    said = {}
+
+    def interrupt_once(pipeline, event):
+        if event.kind == "playback_start" and not said:
+            said["t"] = event.t + 1.0
+            said["i"] = room._now_index() + RATE
+            room.say(interruption, after_s=1.0)
+
+    pipeline, turns, events = run_room(config, engines, room, echo=True, on_event=interrupt_once)
+    kinds = [e.kind for e in events]
+    assert "interrupted" in kinds, kinds
+    first = turns[0]
+    assert first.get("interrupted") and first["reply"] != "", first
+    # the speaker went quiet soon after the user started, and nothing of the old reply came back
+    start, end = said["i"], said["i"] + len(interruption)
+    assert np.abs(room.played[start + int(0.6 * RATE):end]).max() < 1e-3, "the reply kept playing"
+    # the interruption was heard and answered
+    later = [t for t in turns[1:] if t.get("transcript")]
+    assert later, turns
+    assert wer(clip["transcript"], " ".join(t["transcript"] for t in later)) <= 0.35
+    history = pipeline.conversation.messages("x")
+    assert history[2]["content"].endswith("[interrupted by the user]"), history[2]

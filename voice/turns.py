@@ -1,0 +1,82 @@
+"""Turn ids and their life: open, committed, cancelled, done. Shared by the stages.
+
+A turn may start speculatively (at a short pause, before the end-of-turn window has run
+out): its transcript and reply are prepared, but playback waits until it is committed.
+If the user goes on speaking it is cancelled instead, and every stage drops its frames.
+Barge-in cancels the turns in flight in the same way.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+
+class Turns:
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._cancel: dict[int, threading.Event] = {}
+        self._cancelled: set[int] = set()  # kept after done(): late frames of a cancelled turn are dropped
+        self._committed: set[int] = set()
+        self._open: set[int] = set()
+        self._cond = threading.Condition()
+
+    def next_id(self) -> int:
+        with self._cond:
+            turn_id = next(self._ids)
+            self._open.add(turn_id)
+            return turn_id
+
+    def cancel_event(self, turn_id: int) -> threading.Event:
+        with self._cond:
+            return self._cancel.setdefault(turn_id, threading.Event())
+
+    def cancel(self, turn_id: int) -> None:
+        with self._cond:
+            self._cancel.setdefault(turn_id, threading.Event()).set()
+            self._cancelled.add(turn_id)
+            self._cond.notify_all()
+
+    def cancel_open(self) -> list[int]:
+        """Cancel every turn not yet done (barge-in); returns their ids."""
+        with self._cond:
+            ids = sorted(self._open)
+            for turn_id in ids:
+                self._cancel.setdefault(turn_id, threading.Event()).set()
+                self._cancelled.add(turn_id)
+            self._cond.notify_all()
+            return ids
+
+    def commit(self, turn_id: int) -> None:
+        with self._cond:
+            self._committed.add(turn_id)
+            self._cond.notify_all()
+
+    def done(self, turn_id: int) -> None:
+        """The turn's reply has ended (or it was dropped): forget its state, but not a cancellation."""
+        with self._cond:
+            self._open.discard(turn_id)
+            self._committed.discard(turn_id)
+            self._cancel.pop(turn_id, None)
+
+    def is_cancelled(self, turn_id: int) -> bool:
+        with self._cond:
+            return self._is_cancelled_locked(turn_id)
+
+    def is_committed(self, turn_id: int) -> bool:
+        with self._cond:
+            return turn_id in self._committed
+
+    def wait_committed(self, turn_id: int, stop: threading.Event, poll_s: float = 0.05) -> bool:
+        """Block until the turn is committed (True), or cancelled or stopped (False)."""
+        with self._cond:
+            while not stop.is_set():
+                if turn_id in self._committed:
+                    return not self._is_cancelled_locked(turn_id)
+                if self._is_cancelled_locked(turn_id):
+                    return False
+                self._cond.wait(poll_s)
+            return False
+
+    def _is_cancelled_locked(self, turn_id: int) -> bool:
+        return turn_id in self._cancelled
