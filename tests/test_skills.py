@@ -1,0 +1,85 @@
+"""Each skill from a spoken request (Piper at test time), through the real pipeline and models."""
+
+import re
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from conftest import normalise, wer
+from talk import spoken, talk
+from voice.capture import read_audio
+from voice.skills import canonical
+
+
+def heard(engines, wav) -> str:
+    """What Whisper hears in the assistant's reply audio."""
+    return engines.transcriber.transcribe(read_audio(wav).astype(np.float32) / 32768.0).text
+
+
+def test_what_time_is_it(engines, config, synth_question, tmp_path):
+    run = talk(spoken(synth_question, tmp_path / "q.wav", "What time is it?"), engines, config, tmp_path)
+    now = datetime.now().astimezone()
+    [turn] = run.turns
+    assert turn["skill"] == "clock", turn
+    assert turn.get("backend") is None, "the LLM was not asked"
+    said = re.fullmatch(r"It's (\d{1,2}):(\d\d) (AM|PM)\.", turn["reply"])
+    assert said, turn["reply"]
+    hour = int(said[1]) % 12 + (12 if said[3] == "PM" else 0)
+    answer = now.replace(hour=hour, minute=int(said[2]), second=0, microsecond=0)
+    assert min(abs(answer - now + d) for d in (timedelta(0), timedelta(days=1), -timedelta(days=1))) \
+        <= timedelta(minutes=1), (turn["reply"], now)
+    assert turn["first_sentence"] <= turn["first_tts_audio"] <= turn["playback_start"], "spoken like any reply"
+    assert f"assistant [clock]: {turn['reply']}" in run.lines
+    assert wer(turn["reply"], heard(engines, run.reply_wav)) <= 0.5, "the reply audio says the time"
+
+
+def test_twelve_times_twelve_says_144(engines, config, synth_question, tmp_path):
+    run = talk(spoken(synth_question, tmp_path / "q.wav", "What is twelve times twelve?"), engines, config, tmp_path)
+    [turn] = run.turns
+    assert (turn["skill"], turn["reply"]) == ("arithmetic", "12 times 12 is 144."), turn
+    assert "144" in canonical(heard(engines, run.reply_wav)).split()
+
+
+def test_repeat_that_and_what_can_you_do(engines, config, synth_question, tmp_path):
+    talk_wav = spoken(synth_question, tmp_path / "q.wav", "What is seventeen times twenty three?", "Repeat that.",
+                      "What can you do?")
+    run = talk(talk_wav, engines, config, tmp_path)
+    assert [t.get("skill") for t in run.turns] == ["arithmetic", "repeat", "capabilities"], run.turns
+    arithmetic, repeat, capabilities = run.turns
+    assert arithmetic["reply"] == "17 times 23 is 391."
+    assert repeat["reply"] == arithmetic["reply"]
+    for skill in run.pipeline.skills.skills:
+        if skill.name != "capabilities":
+            assert skill.description in capabilities["reply"]
+    # skill turns are in the history the LLM sees; "repeat that" adds nothing new to it
+    history = [m["content"] for m in run.pipeline.conversation.messages("next")]
+    assert history.count("17 times 23 is 391.") == 1 and capabilities["reply"] in history
+
+
+def test_a_five_second_timer_announces_itself(engines, config, synth_question, tmp_path):
+    # real-time replay with 9 s of silence after the request: the user is idle when it rings
+    run = talk(spoken(synth_question, tmp_path / "q.wav", "Set a timer for five seconds."), engines, config,
+               tmp_path, realtime=True, tail_s=9.0)
+    timer = run.skill_turns["timer"]
+    assert [t.get("announcement", False) for t in timer] == [False, True], run.turns
+    request, announcement = timer
+    assert request["reply"] == "Timer set for 5 seconds."
+    assert announcement["reply"] == "Time's up! Your timer for 5 seconds is done."
+    assert "playback_start" in announcement, "the announcement is spoken"
+    spoken_at = run.first("speech_end", request["turn"]).t
+    rang_at = run.first("announcement", announcement["turn"]).t
+    assert 4.5 <= rang_at - spoken_at <= 8.0, rang_at - spoken_at
+    assert "assistant [timer]: Time's up! Your timer for 5 seconds is done." in run.lines
+    assert "time's up" in normalise(heard(engines, run.reply_wav))
+
+
+def test_stop_stops_the_reply_and_says_nothing(engines, config, synth_question, tmp_path):
+    talk_wav = spoken(synth_question, tmp_path / "q.wav", "Tell me a long story about a brave knight and a dragon.",
+                      "Stop.", gap_s=4.0)
+    run = talk(talk_wav, engines, config, tmp_path, realtime=True, pace=True)
+    story, stop = run.turns[0], run.skill_turns["stop"][0]
+    assert story.get("interrupted"), story
+    assert stop["reply"] == "" and "playback_start" not in stop, stop
+    assert "assistant [stop]: (no reply)" in run.lines
+    history = run.pipeline.conversation.messages("next")
+    assert all(normalise(m["content"]) != "stop" for m in history), "stop is not a turn of the conversation"
