@@ -42,7 +42,7 @@ class Room:
         return int((time.monotonic() - self._t0) * RATE) if self._t0 is not None else 0
 
     # --- AudioSink ---
-    def write(self, block: np.ndarray) -> None:
+    def write(self, block: np.ndarray) -> bool:
         pcm = self._resampler.resample_chunk(block.astype(np.float32))
         with self._lock:
             start = max(self._written, self._now_index())
@@ -51,6 +51,7 @@ class Room:
             self._written = end
         due = self._t0 + self._written / RATE if self._t0 is not None else time.monotonic()
         time.sleep(max(0.0, due - time.monotonic() - 0.04))  # keep ~40 ms buffered, like a sound card
+        return True
 
     def discard(self) -> None:
         with self._lock:  # what was buffered and not yet heard is dropped

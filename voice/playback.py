@@ -34,8 +34,10 @@ class AudioOutputError(RuntimeError):
 class AudioSink(Protocol):
     sample_rate: int
 
-    def write(self, block: np.ndarray) -> None:
-        """Play (or store) a float32 mono block; returns when the sink has taken it."""
+    def write(self, block: np.ndarray) -> bool:
+        """Play (or store) a float32 mono block; returns when the sink has taken it.
+
+        False if the block was dropped (the device is gone): nobody heard it."""
         ...
 
     def discard(self) -> None:
@@ -74,6 +76,7 @@ class WavSink:
             self._written += len(block)
         if self.pace:
             time.sleep(max(0.0, self._t0 + self._written / self.sample_rate - time.monotonic()))
+        return True
 
     def discard(self) -> None:
         pass
@@ -127,13 +130,13 @@ class SpeakerSink(HasDevice):
         log.info("speaker: %s at %d Hz", sd.query_devices(stream.device)["name"], rate)
         return stream
 
-    def write(self, block: np.ndarray) -> None:
+    def write(self, block: np.ndarray) -> bool:
         import sounddevice as sd
 
         with PORTAUDIO.lock:
             if not self._device.ensure():
                 self.dropped_s += len(block) / self.sample_rate
-                return
+                return False
             if self._resampler is not None:
                 block = self._resampler.resample_chunk(block)
             try:
@@ -142,6 +145,8 @@ class SpeakerSink(HasDevice):
             except sd.PortAudioError as e:
                 self.dropped_s += len(block) / self.sample_rate
                 self._device.lost(f"write failed: {e}")
+                return False
+            return True
 
     def discard(self) -> None:
         import sounddevice as sd
@@ -169,7 +174,7 @@ class PlaybackStage(Stage):
     is cancelled. A turn cancelled while playing (barge-in) stops between two blocks; the
     words heard so far are reported with an `interrupted` event and its `reply_done`.
     `speaking` is set from a reply's first block until its end. `on_played` gets every block
-    as it goes to the sink (the echo canceller's reference).
+    the sink played (the echo canceller's reference: a block a lost speaker dropped made no echo).
     """
 
     def __init__(self, config: OutputConfig, sink: AudioSink, inbox: queue.Queue, stop: threading.Event,
@@ -206,8 +211,7 @@ class PlaybackStage(Stage):
                 self.speaking.set()
                 self.bus.emit("playback_start", item.turn_id)
             block = pcm[i:i + self.block]
-            self.sink.write(block)
-            if self.on_played is not None:
+            if self.sink.write(block) and self.on_played is not None:
                 self.on_played(block, self.sink.sample_rate)
             self._played_s[item.turn_id] = self._played_s.get(item.turn_id, 0.0) + len(block) / self.sink.sample_rate
         self._heard.setdefault(item.turn_id, []).append(item.text)

@@ -96,9 +96,9 @@ class SwitchableSink(_Switchable):
     def sample_rate(self) -> int:
         return self._current.sample_rate
 
-    def write(self, block: np.ndarray) -> None:
+    def write(self, block: np.ndarray) -> bool:
         with self._lock:
-            self._current.write(block)
+            return self._current.write(block)
 
     def discard(self) -> None:
         self._current.discard()
