@@ -30,7 +30,10 @@ def test_what_time_is_it(engines, config, synth_question, tmp_path):
         <= timedelta(minutes=1), (turn["reply"], now)
     assert turn["first_sentence"] <= turn["first_tts_audio"] <= turn["playback_start"], "spoken like any reply"
     assert f"assistant [clock]: {turn['reply']}" in run.lines
-    assert wer(turn["reply"], heard(engines, run.reply_wav)) <= 0.5, "the reply audio says the time"
+    # Whisper writes a spoken time as "2:17", "217" or "two seventeen": compare the digits
+    digits = lambda text: re.sub(r"\D", "", canonical(text))  # noqa: E731
+    said_aloud = heard(engines, run.reply_wav)
+    assert digits(said_aloud) == digits(turn["reply"]), ("the reply audio says the time", said_aloud)
 
 
 def test_twelve_times_twelve_says_144(engines, config, synth_question, tmp_path):
