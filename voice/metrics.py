@@ -66,6 +66,8 @@ class TurnMetrics:
             elif event.kind in ("reply_done", "turn_dropped"):
                 if event.kind == "reply_done":
                     record["reply"] = event.text
+                    if event.data.get("interrupted"):  # also a turn cancelled by barge-in before it played
+                        record["interrupted"] = True
                 else:
                     record["dropped"] = event.text
                 self._finish(self._open.pop(event.turn_id))
