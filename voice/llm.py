@@ -133,6 +133,9 @@ class LlmStage(Stage):
         cancel = self.cancel_for(turn_id)
         splitter = SentenceSplitter(self.first_clause_words)
         reply, index = "", 0
+        if cancel.is_set():  # taken back (barge-in, or the user spoke on) while it waited here
+            self.emit(ReplyEnd(turn_id, ""))
+            return
         try:
             for token in self.model.stream(self.conversation.messages(transcript.text), cancel):
                 if self.stop.is_set():

@@ -103,7 +103,7 @@ class Pipeline:
                      control=self.control, is_speaking=self.speaking.is_set, barge_in=self.interrupt),
             SttStage(config.stt, engines.transcriber, q["utterance"], q["transcript"], stop, bus,
                      wake=WakePhrase(config.hotkey.wake_phrase, config.hotkey.follow_up_s)
-                     if config.hotkey.wake_phrase else None),
+                     if config.hotkey.wake_phrase else None, is_retracted=self.turns.is_retracted),
             LlmStage(engines.chat, self.conversation, q["transcript"], q["sentence"], stop, bus,
                      cancel_for=self.turns.cancel_event, skills=self.skills,
                      committed=lambda turn_id: self.turns.wait_committed(turn_id, self.stop_event)),

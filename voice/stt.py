@@ -138,12 +138,17 @@ class SttStage(Stage):
     """Utterance in, Transcript out. Empty or hallucinated transcripts end the turn with a reason."""
 
     def __init__(self, config: SttConfig, transcriber: Transcriber, inbox: queue.Queue, outbox: queue.Queue,
-                 stop: threading.Event, bus: EventBus, wake: WakePhrase | None = None) -> None:
+                 stop: threading.Event, bus: EventBus, wake: WakePhrase | None = None,
+                 is_retracted=lambda turn_id: False) -> None:
         super().__init__("stt", inbox, outbox, stop, bus)
         self.config, self.transcriber = config, transcriber
         self.wake = wake  # wake phrase mode: only transcripts with the phrase go on
+        self.is_retracted = is_retracted
 
     def handle(self, utt: Utterance) -> None:
+        if self.is_retracted(utt.turn_id):  # the user spoke on while it waited here: its words come again
+            log.debug("turn %d retracted before transcription", utt.turn_id)
+            return
         audio = utt.pcm.astype(np.float32) / 32768.0
         result = self.transcriber.transcribe(audio)
         now = time.monotonic()

@@ -28,8 +28,12 @@ class Turns:
             return turn_id
 
     def cancel_event(self, turn_id: int) -> threading.Event:
+        """Set once the turn is cancelled, also when that happened before anyone asked."""
         with self._cond:
-            return self._cancel.setdefault(turn_id, threading.Event())
+            event = self._cancel.setdefault(turn_id, threading.Event())
+            if turn_id in self._cancelled:
+                event.set()
+            return event
 
     def cancel(self, turn_id: int) -> None:
         with self._cond:
@@ -62,6 +66,11 @@ class Turns:
     def is_cancelled(self, turn_id: int) -> bool:
         with self._cond:
             return self._is_cancelled_locked(turn_id)
+
+    def is_retracted(self, turn_id: int) -> bool:
+        """A speculative turn the user talked on from: nobody will hear its reply."""
+        with self._cond:
+            return self._is_cancelled_locked(turn_id) and turn_id not in self._committed
 
     def is_committed(self, turn_id: int) -> bool:
         with self._cond:

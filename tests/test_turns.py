@@ -1,0 +1,83 @@
+"""A turn taken back (speculation the user spoke on from, or barge-in) costs no more work:
+stages that get its frames late skip them, with the real models behind them."""
+
+import queue
+import threading
+import time
+
+import numpy as np
+
+from voice.capture import read_audio
+from voice.frames import END, ReplyEnd, Transcript, Utterance
+from voice.history import Conversation
+from voice.llm import LlmStage
+from voice.stage import EventBus
+from voice.stt import SttStage
+from voice.turns import Turns
+
+
+def retracted(turns: Turns) -> int:
+    """What the VAD does when the user speaks on after a speculative turn."""
+    turn_id = turns.next_id()
+    turns.cancel(turn_id)
+    turns.done(turn_id)
+    return turn_id
+
+
+def test_a_cancellation_reaches_a_stage_that_asks_later():
+    turns = Turns()
+    gone = retracted(turns)
+    assert turns.cancel_event(gone).is_set() and turns.is_retracted(gone)
+    live = turns.next_id()
+    assert not turns.cancel_event(live).is_set() and not turns.is_retracted(live)
+
+
+def test_barge_in_cancels_a_committed_turn_which_is_not_retracted():
+    turns = Turns()
+    asked = turns.next_id()
+    turns.commit(asked)
+    assert turns.cancel_open() == [asked]
+    assert turns.is_cancelled(asked) and not turns.is_retracted(asked)
+    assert turns.cancel_event(asked).is_set()
+
+
+def drain(q: queue.Queue) -> list:
+    items = []
+    while not q.empty():
+        items.append(q.get_nowait())
+    return items
+
+
+def test_whisper_skips_a_retracted_turn(config, engines, shared_clips):
+    clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
+    pcm = read_audio(clip["path"])
+    turns, bus, events, out = Turns(), EventBus(), [], queue.Queue()
+    bus.subscribe(events.append)
+    stage = SttStage(config.stt, engines.transcriber, queue.Queue(), out, threading.Event(), bus,
+                     is_retracted=turns.is_retracted)
+    gone, asked = retracted(turns), turns.next_id()
+    now = time.monotonic()
+    for turn_id in (gone, asked):
+        stage.handle(Utterance(turn_id, pcm, 16000, now, now, now))
+    transcripts = drain(out)
+    assert [t.turn_id for t in transcripts] == [asked]
+    assert "printed book" in transcripts[0].text.lower()
+    assert [e.turn_id for e in events if e.kind == "transcript"] == [asked]
+
+
+def test_the_model_writes_nothing_for_a_turn_taken_back_before_it_started(config, engines):
+    turns, bus, events, out = Turns(), EventBus(), [], queue.Queue()
+    bus.subscribe(events.append)
+    conversation = Conversation(config.llm.system_prompt, engines.chat.count_tokens, 1024)
+    stage = LlmStage(engines.chat, conversation, queue.Queue(), out, threading.Event(), bus,
+                     cancel_for=turns.cancel_event)
+    gone, asked = retracted(turns), turns.next_id()
+    for turn_id in (gone, asked):
+        stage.handle(Transcript(turn_id, "What is the capital of France?", time.monotonic()))
+    items = [i for i in drain(out) if i is not END]
+    ends = [i for i in items if isinstance(i, ReplyEnd)]
+    assert [(e.turn_id, e.text) for e in ends][0] == (gone, ""), "the taken-back turn ends at once, empty"
+    assert ends[1].turn_id == asked and ends[1].text, "the next turn is answered"
+    said = {e.turn_id for e in events if e.kind in ("first_token", "sentence")}
+    assert said == {asked}
+    assert np.all([i.turn_id == asked for i in items if not isinstance(i, ReplyEnd)])
