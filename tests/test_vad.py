@@ -96,3 +96,35 @@ def test_webrtcvad_hears_recorded_speech_not_silence(shared_clips):
     assert voiced > 0.5
     fresh = WebRtcVad(2, 16000)
     assert not any(fresh.is_speech(np.zeros(320, np.int16)) for _ in range(50))
+
+
+@pytest.mark.parametrize("settled", [False, True])
+def test_voice_over_the_reply_must_be_long_enough_to_interrupt(config, shared_clips, settled):
+    """280 ms of a recorded voice while the assistant speaks: enough to interrupt it once the
+    echo canceller is settled (then it is a turn), not while it is new (then it is dropped, as
+    the canceller's own leaks of the assistant's voice are)."""
+    import queue
+    import threading
+
+    from voice.frames import AudioFrame
+    from voice.stage import EventBus
+    from voice.turns import Turns
+    from voice.vad import VadStage
+
+    clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
+    pcm = np.concatenate([read_audio(clip["path"])[:15 * 320], np.zeros(16000, np.int16)])  # 14 voiced frames
+    bus, events, out, barged = EventBus(), [], queue.Queue(), []
+    bus.subscribe(events.append)
+    stage = VadStage(config.vad, 20, queue.Queue(), out, threading.Event(), bus, Turns(),
+                     is_speaking=lambda: not barged, barge_in=lambda: barged.append(True),
+                     echo_settled=lambda: settled)
+    for i in range(0, len(pcm) - 320 + 1, 320):
+        stage.handle(AudioFrame(pcm[i:i + 320], 16000, i / 16000))
+    dropped = [e.text for e in events if e.kind == "turn_dropped"]
+    if settled:
+        assert barged and not dropped and any(e.kind == "turn_decided" for e in events)
+    else:
+        assert not barged and not any(e.kind == "turn_decided" for e in events)
+        assert dropped and "too short to interrupt" in dropped[0], dropped
+        # what was sent on speculation at the pause is taken back
+        assert {u.turn_id for u in out.queue} == {e.turn_id for e in events if e.kind == "turn_retracted"}

@@ -5,6 +5,14 @@ to the speaker (`reference`, from the playback thread) and the microphone (the e
 on its own thread), both in 10 ms frames at 16 kHz, and removes the speaker's echo from
 the microphone. With it the microphone stays open while the assistant speaks, so the user
 can interrupt it on plain laptop speakers; without it the pipeline is half-duplex.
+
+The module wants one far-end frame per microphone frame, silence included, each paired with
+the microphone frame of the same moment: fed only while the assistant talked, it lost its echo
+path during a long user turn, and fed as the threads happened to run, the pairing moved with
+the machine's load at every sentence; both let the start of a reply through, which then
+interrupted itself. So the playback thread lays the reference out on the clock (a block sounds
+right after the one before it, or now if the speaker was idle) and the echo stage hands the
+module, before each microphone frame, the reference of that frame's moment, or silence.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 
 import numpy as np
 import soxr
@@ -25,6 +34,8 @@ log = logging.getLogger(__name__)
 
 RATE = 16000
 FRAME = RATE // 100  # the module works on 10 ms frames
+HISTORY_S = 1.0  # a speaker idle for longer than this starts a new reference timeline
+SETTLE_S = 3.0  # the module lets some echo through until it has heard this much of the assistant
 
 
 class EchoCanceller:
@@ -36,34 +47,62 @@ class EchoCanceller:
                                              high_pass_filter=True)
         self.delay_ms = delay_ms
         self.apm.set_stream_delay_ms(delay_ms)
-        self._lock = threading.Lock()  # the reverse and the capture side are called from two threads
+        self._lock = threading.Lock()  # the playback thread adds, the echo stage takes
         self._resamplers: dict[int, soxr.ResampleStream] = {}
-        self._ref_pending = np.zeros(0, np.int16)
+        self._ref = np.zeros(0, np.int16)  # reference not yet handed to the module ...
+        self._ref_t = 0.0  # ... and the monotonic time its first sample sounded
+        self._heard = 0  # frames of audible reference handed to the module so far
         log.info("echo cancellation on (stream delay %d ms, noise suppression %s)", delay_ms,
                  "on" if config.noise_suppression else "off")
 
-    def reference(self, block: np.ndarray, sample_rate: int) -> None:
-        """Audio as it goes to the speaker (float32 mono at `sample_rate`)."""
+    def reference(self, block: np.ndarray, sample_rate: int, t: float | None = None) -> None:
+        """Audio the speaker took (float32 mono at `sample_rate`); `t`: when it was handed over, default now."""
         if sample_rate != RATE:
             stream = self._resamplers.setdefault(sample_rate, soxr.ResampleStream(sample_rate, RATE, 1, dtype="float32"))
             block = stream.resample_chunk(block.astype(np.float32))
-        pcm = np.concatenate([self._ref_pending, to_int16(block)])
-        usable = len(pcm) // FRAME * FRAME
-        self._ref_pending = pcm[usable:]
+        now = time.monotonic() if t is None else t
         with self._lock:
-            for i in range(0, usable, FRAME):
-                self.apm.process_reverse_stream(self._frame(pcm[i:i + FRAME]))
+            end = self._ref_t + len(self._ref) / RATE
+            if end >= now:  # the speaker is still busy with earlier blocks: this one follows them
+                self._ref = np.concatenate([self._ref, to_int16(block)])
+            elif now - end < HISTORY_S:  # it fell idle a moment ago: silence, then this block
+                gap = np.zeros(int(round((now - end) * RATE)), np.int16)
+                self._ref = np.concatenate([self._ref, gap, to_int16(block)])
+            else:
+                self._ref, self._ref_t = to_int16(block), now
 
-    def process(self, pcm: np.ndarray) -> np.ndarray:
-        """Microphone audio (int16 at 16 kHz, a whole number of 10 ms frames) with the echo removed."""
+    def process(self, pcm: np.ndarray, t: float | None = None) -> np.ndarray:
+        """Microphone audio (int16 at 16 kHz, a whole number of 10 ms frames) with the echo removed;
+        `t`: when its last sample was captured, default now."""
         out = np.empty_like(pcm)
-        with self._lock:
-            for i in range(0, len(pcm) - FRAME + 1, FRAME):
-                frame = self._frame(pcm[i:i + FRAME])
-                self.apm.set_stream_delay_ms(self.delay_ms)  # the module wants it before each capture frame
-                self.apm.process_stream(frame)
-                out[i:i + FRAME] = np.frombuffer(frame.data, np.int16)
+        start = (time.monotonic() if t is None else t) - len(pcm) / RATE
+        for i in range(0, len(pcm) - FRAME + 1, FRAME):
+            self.apm.process_reverse_stream(self._frame(self._reference_at(start + i / RATE)))
+            frame = self._frame(pcm[i:i + FRAME])
+            self.apm.set_stream_delay_ms(self.delay_ms)  # the module wants it before each capture frame
+            self.apm.process_stream(frame)
+            out[i:i + FRAME] = np.frombuffer(frame.data, np.int16)
         return out
+
+    @property
+    def settled(self) -> bool:
+        """Whether it has heard enough of the assistant to be trusted: in its first seconds the
+        module lets the start of a phrase after a pause through (measured: up to -22 dBFS)."""
+        return self._heard * FRAME >= SETTLE_S * RATE
+
+    def _reference_at(self, t: float) -> np.ndarray:
+        """The 10 ms of reference that sounded from `t` (silence where none did); older is dropped."""
+        with self._lock:
+            i = int(round((t - self._ref_t) * RATE))
+            frame = np.zeros(FRAME, np.int16)
+            lo, hi = max(i, 0), min(i + FRAME, len(self._ref))
+            if lo < hi:
+                frame[lo - i:hi - i] = self._ref[lo:hi]
+            if i > 0:
+                self._ref, self._ref_t = self._ref[i:], self._ref_t + i / RATE
+            if np.abs(frame).max() > 32:  # above -60 dBFS: the assistant is talking
+                self._heard += 1
+            return frame
 
     def _frame(self, pcm: np.ndarray):
         return self._rtc.AudioFrame(bytearray(pcm.tobytes()), RATE, 1, FRAME)
@@ -78,4 +117,4 @@ class EchoStage(Stage):
         self.canceller = canceller
 
     def handle(self, frame: AudioFrame) -> None:
-        self.emit(AudioFrame(self.canceller.process(frame.pcm), frame.sample_rate, frame.t))
+        self.emit(AudioFrame(self.canceller.process(frame.pcm, frame.t), frame.sample_rate, frame.t))

@@ -174,12 +174,13 @@ class PlaybackStage(Stage):
     is cancelled. A turn cancelled while playing (barge-in) stops between two blocks; the
     words heard so far are reported with an `interrupted` event and its `reply_done`.
     `speaking` is set from a reply's first block until its end. `on_played` gets every block
-    the sink played (the echo canceller's reference: a block a lost speaker dropped made no echo).
+    the sink played, with the time it was handed over (the echo canceller's reference: a block a
+    lost speaker dropped made no echo).
     """
 
     def __init__(self, config: OutputConfig, sink: AudioSink, inbox: queue.Queue, stop: threading.Event,
                  bus: EventBus, speaking: threading.Event, turns: Turns,
-                 on_played: Callable[[np.ndarray, int], None] | None = None) -> None:
+                 on_played: Callable[[np.ndarray, int, float], None] | None = None) -> None:
         super().__init__("playback", inbox, None, stop, bus)
         self.sink = sink
         self.block = max(1, sink.sample_rate * config.block_ms // 1000)
@@ -211,8 +212,9 @@ class PlaybackStage(Stage):
                 self.speaking.set()
                 self.bus.emit("playback_start", item.turn_id)
             block = pcm[i:i + self.block]
+            handed = time.monotonic()  # a block after a pause sounds from here (write may wait for room)
             if self.sink.write(block) and self.on_played is not None:
-                self.on_played(block, self.sink.sample_rate)
+                self.on_played(block, self.sink.sample_rate, handed)
             self._played_s[item.turn_id] = self._played_s.get(item.turn_id, 0.0) + len(block) / self.sink.sample_rate
         self._heard.setdefault(item.turn_id, []).append(item.text)
         self.bus.emit("sentence_played", item.turn_id, item.text, index=item.index)

@@ -240,7 +240,7 @@ class VadStage(Stage):
                  stop: threading.Event, bus: EventBus, turns: Turns,
                  listen_gate: Callable[[], bool] = lambda: True, auto_open: bool = True,
                  control: queue.Queue | None = None, is_speaking: Callable[[], bool] = lambda: False,
-                 barge_in: Callable[[], None] = lambda: None) -> None:
+                 barge_in: Callable[[], None] = lambda: None, echo_settled: Callable[[], bool] = lambda: True) -> None:
         super().__init__("vad", inbox, outbox, stop, bus)
         self.control = control
         self.held = False  # push-to-talk is down
@@ -252,7 +252,9 @@ class VadStage(Stage):
         self.min_rms = 32768.0 * 10 ** (config.min_level_dbfs / 20)
         self.listen_gate = listen_gate
         self.is_speaking, self.barge_in, self.barge_in_ms = is_speaking, barge_in, config.barge_in_ms
+        self.echo_settled = echo_settled
         self._speculative: int | None = None  # turn started at a pause, not yet committed
+        self._over_reply = False  # the turn at hand began while the assistant spoke
         self.dropped = 0
 
     def handle(self, frame: AudioFrame) -> None:
@@ -265,9 +267,14 @@ class VadStage(Stage):
                 self.segmenter.reset()
             return
         self._outcome(self.segmenter.push(self._voiced(frame.pcm), frame, frame.t))
-        if self.segmenter.voiced_ms >= self.barge_in_ms and self.is_speaking():
+        if self.segmenter.voiced_ms >= self.barge_in_needed() and self.is_speaking():
             log.info("barge-in: %d ms of voice while the assistant speaks", self.segmenter.voiced_ms)
             self.barge_in()
+
+    def barge_in_needed(self) -> int:
+        """Voice (ms) that interrupts the assistant: twice as much while the echo canceller is
+        new, whose leaks last up to ~200 ms."""
+        return self.barge_in_ms if self.echo_settled() else 2 * self.barge_in_ms
 
     def _voiced(self, pcm: np.ndarray) -> bool:
         """webrtcvad's answer, but never for audio below the level floor: webrtcvad calls faint
@@ -299,6 +306,7 @@ class VadStage(Stage):
 
     def _outcome(self, outcome: Outcome) -> None:
         if isinstance(outcome, Opened):
+            self._over_reply = self.is_speaking() and not self.held  # a key press interrupts by itself
             self.bus.emit("speech_start", t=outcome.t_start)
         elif isinstance(outcome, Paused):
             self._speculative = self._utterance(outcome.payloads, outcome.t_start, outcome.t_end)
@@ -306,9 +314,10 @@ class VadStage(Stage):
         elif isinstance(outcome, Resumed):
             self._retract()
         elif isinstance(outcome, Dropped):
-            self._retract()
-            self.dropped += 1
-            self.bus.emit("turn_dropped", text=f"too short ({outcome.voiced_ms} ms of voice)")
+            self._drop(f"too short ({outcome.voiced_ms} ms of voice)")
+        elif isinstance(outcome, Closed) and self._over_reply and outcome.voiced_ms < self.barge_in_needed():
+            # begun over the assistant and too short to interrupt it: a backchannel, or its own echo
+            self._drop(f"too short to interrupt ({outcome.voiced_ms} ms of voice over the reply)")
         elif isinstance(outcome, Closed):
             turn_id, self._speculative = self._speculative, None
             if turn_id is None:  # no pause long enough to speculate on: transcribe now
@@ -317,6 +326,11 @@ class VadStage(Stage):
             self.bus.emit("turn_decided", turn_id, cut=outcome.cut, speech_start=outcome.t_start,
                           audio_s=round(len(outcome.payloads) * self.segmenter.frame_ms / 1000, 3))
             self.turns.commit(turn_id)
+
+    def _drop(self, reason: str) -> None:
+        self._retract()
+        self.dropped += 1
+        self.bus.emit("turn_dropped", text=reason)
 
     def _utterance(self, frames: list[AudioFrame], t_start: float, t_end: float) -> int:
         turn_id = self.turns.next_id()
