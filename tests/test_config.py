@@ -4,7 +4,7 @@ from voice.config import ConfigError, load_config
 
 
 def test_defaults_load(config):
-    assert config.audio.sample_rate == 16000 and config.vad.end_silence_ms == 500
+    assert config.audio.sample_rate == 16000 and config.vad.end_silence_ms == 400
     assert config.llm.model == "bundled"
 
 

@@ -73,7 +73,9 @@ def test_a_five_second_timer_announces_itself(engines, config, synth_question, t
     rang_at = run.first("announcement", announcement["turn"]).t
     assert 4.5 <= rang_at - spoken_at <= 8.0, rang_at - spoken_at
     assert "assistant [timer]: Time's up! Your timer for 5 seconds is done." in run.lines
-    assert "time's up" in normalise(heard(engines, run.reply_wav))
+    # both replies are in the output; Whisper may miss a word at their join ("Himes up")
+    assert wer("Timer set for 5 seconds. Time's up, your timer for 5 seconds is done.",
+               heard(engines, run.reply_wav)) <= 0.15
 
 
 def test_stop_stops_the_reply_and_says_nothing(engines, config, synth_question, tmp_path):

@@ -62,6 +62,7 @@ class LlmConfig:
     context_tokens: int
     threads: int
     max_tokens: int
+    first_clause_words: int
     temperature: float
     seed: int
     system_prompt: str
