@@ -88,6 +88,25 @@ def test_echo_canceller_keeps_its_echo_path_through_a_long_user_turn(config, eng
     assert canceller.settled, "3 s of the assistant heard"
 
 
+def test_echo_canceller_is_trusted_at_once_when_the_microphone_does_not_hear_the_speaker(config, engines):
+    """Headphones: nothing of the reply reaches the microphone, so the canceller has nothing to
+    learn; through speakers it is not trusted until it has heard 3 s of the assistant."""
+    import soxr
+    tts = engines.synthesizer
+    far = soxr.resample(np.concatenate(list(tts.synthesize("The quick brown fox jumps over the lazy dog."))),
+                        tts.sample_rate, RATE).astype(np.float32)[:RATE]
+    room = Room(np.zeros(1, np.int16), echo_gain_db=-6)
+    echo = (np.convolve(far, room.ir)[:len(far)] * 32767).astype(np.int16)
+    for mic, settles in ((np.zeros(len(far), np.int16), True), (echo, False)):
+        canceller = EchoCanceller(config.echo, delay_ms=40)
+        for i in range(0, len(far) - 320 + 1, 320):
+            canceller.reference(far[i:i + 320], RATE, t=i / RATE)
+            canceller.process(mic[i:i + 320], t=(i + 320) / RATE)
+        assert canceller.settled == settles and canceller.hears_speaker != settles
+
+
+
+
 def test_no_self_trigger_with_echo_cancellation(config, engines, question):
     room = Room(question, echo_gain_db=-6, echo_delay_ms=40, tail_s=12)
     _, turns, _ = run_room(config, engines, room, echo=True)
@@ -107,14 +126,15 @@ def test_without_echo_cancellation_full_duplex_hears_itself(config, engines, que
 def test_barge_in_stops_the_reply_and_the_user_is_heard(config, engines, question, shared_clips):
     clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
     interruption = read_audio(clip["path"])
-    room = Room(question, echo_gain_db=-6, echo_delay_ms=40, tail_s=16)
+    room = Room(question, echo_gain_db=-6, echo_delay_ms=40, tail_s=19)
     said = {}
 
     def interrupt_once(pipeline, event):
         if event.kind == "playback_start" and not said:
-            said["t"] = event.t + 1.0
-            said["i"] = room._now_index() + RATE
-            room.say(interruption, after_s=1.0)
+            # 3.5 s in: the canceller has settled (before, it gates the user's first frames too)
+            said["t"] = event.t + 3.5
+            said["i"] = room._now_index() + int(3.5 * RATE)
+            room.say(interruption, after_s=3.5)
 
     pipeline, turns, events = run_room(config, engines, room, echo=True, on_event=interrupt_once)
     kinds = [e.kind for e in events]
@@ -133,4 +153,5 @@ def test_barge_in_stops_the_reply_and_the_user_is_heard(config, engines, questio
     assert later, turns
     assert wer(clip["transcript"], " ".join(t["transcript"] for t in later)) <= 0.35
     history = pipeline.conversation.messages("x")
-    assert history[2]["content"].endswith("[interrupted by the user]"), history[2]
+    assert history[2]["content"] == first["reply"].removesuffix("..."), history[2]  # only what was heard
+    assert history[3]["content"].startswith("(I interrupted you.) "), history[3]

@@ -1,5 +1,7 @@
 """The VAD segmenter on sequences of booleans (20 ms frames), and webrtcvad on real speech."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -98,11 +100,9 @@ def test_webrtcvad_hears_recorded_speech_not_silence(shared_clips):
     assert not any(fresh.is_speech(np.zeros(320, np.int16)) for _ in range(50))
 
 
-@pytest.mark.parametrize("settled", [False, True])
-def test_voice_over_the_reply_must_be_long_enough_to_interrupt(config, shared_clips, settled):
-    """280 ms of a recorded voice while the assistant speaks: enough to interrupt it once the
-    echo canceller is settled (then it is a turn), not while it is new (then it is dropped, as
-    the canceller's own leaks of the assistant's voice are)."""
+def vad_over_reply(config, pcm, settled: bool, removed_db: float):
+    """A VadStage while the assistant speaks, fed `pcm` as frames the echo canceller took
+    `removed_db` out of; returns its events, whether it interrupted the assistant, its outbox."""
     import queue
     import threading
 
@@ -111,20 +111,38 @@ def test_voice_over_the_reply_must_be_long_enough_to_interrupt(config, shared_cl
     from voice.turns import Turns
     from voice.vad import VadStage
 
-    clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
-    pcm = np.concatenate([read_audio(clip["path"])[:15 * 320], np.zeros(16000, np.int16)])  # 14 voiced frames
     bus, events, out, barged = EventBus(), [], queue.Queue(), []
     bus.subscribe(events.append)
     stage = VadStage(config.vad, 20, queue.Queue(), out, threading.Event(), bus, Turns(),
                      is_speaking=lambda: not barged, barge_in=lambda: barged.append(True),
                      echo_settled=lambda: settled)
     for i in range(0, len(pcm) - 320 + 1, 320):
-        stage.handle(AudioFrame(pcm[i:i + 320], 16000, i / 16000))
+        stage.handle(AudioFrame(pcm[i:i + 320], 16000, i / 16000, removed_db))
+    return events, bool(barged), out
+
+
+@pytest.mark.parametrize("settled,removed_db,interrupts", [(True, 17.0, True), (False, 17.0, False),
+                                                            (False, 2.0, True)])
+def test_what_the_new_echo_canceller_mostly_removed_does_not_interrupt(config, shared_clips, settled,
+                                                                      removed_db, interrupts):
+    """A recorded voice over the reply interrupts it, unless the echo canceller is new and took
+    most of each frame out (its own leaks of the assistant's voice look like that)."""
+    clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
+    pcm = np.concatenate([read_audio(clip["path"])[:27 * 320], np.zeros(16000, np.int16)])
+    events, barged, _ = vad_over_reply(config, pcm, settled, removed_db)
+    assert barged == interrupts
+    assert any(e.kind == "speech_start" for e in events) == interrupts
+
+
+def test_voice_over_the_reply_too_short_to_interrupt_is_no_turn(config, shared_clips):
+    """120 ms of voice while the assistant speaks (a backchannel, a leak of its own voice) does
+    not interrupt it, and is dropped rather than answered, even where such a short turn counts."""
+    clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
+    pcm = np.concatenate([read_audio(clip["path"])[:7 * 320], np.zeros(16000, np.int16)])  # 6 voiced frames
+    short = dataclasses.replace(config, vad=dataclasses.replace(config.vad, min_speech_ms=100))
+    events, barged, out = vad_over_reply(short, pcm, True, 0.0)
     dropped = [e.text for e in events if e.kind == "turn_dropped"]
-    if settled:
-        assert barged and not dropped and any(e.kind == "turn_decided" for e in events)
-    else:
-        assert not barged and not any(e.kind == "turn_decided" for e in events)
-        assert dropped and "too short to interrupt" in dropped[0], dropped
-        # what was sent on speculation at the pause is taken back
-        assert {u.turn_id for u in out.queue} == {e.turn_id for e in events if e.kind == "turn_retracted"}
+    assert not barged and not any(e.kind == "turn_decided" for e in events)
+    assert dropped and "too short to interrupt" in dropped[0], dropped
+    # what was sent on speculation at the pause is taken back
+    assert {u.turn_id for u in out.queue} == {e.turn_id for e in events if e.kind == "turn_retracted"}

@@ -17,6 +17,7 @@ module, before each microphone frame, the reference of that frame's moment, or s
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -36,6 +37,8 @@ RATE = 16000
 FRAME = RATE // 100  # the module works on 10 ms frames
 HISTORY_S = 1.0  # a speaker idle for longer than this starts a new reference timeline
 SETTLE_S = 3.0  # the module lets some echo through until it has heard this much of the assistant
+AUDIBLE = 32  # int16 peak: -60 dBFS
+COUPLING_FRAMES = 100  # the last second of the assistant's voice tells whether the microphone hears it
 
 
 class EchoCanceller:
@@ -52,6 +55,8 @@ class EchoCanceller:
         self._ref = np.zeros(0, np.int16)  # reference not yet handed to the module ...
         self._ref_t = 0.0  # ... and the monotonic time its first sample sounded
         self._heard = 0  # frames of audible reference handed to the module so far
+        # of the latest of them, whether the microphone picked anything up at the same time
+        self._coupling: collections.deque[bool] = collections.deque(maxlen=COUPLING_FRAMES)
         log.info("echo cancellation on (stream delay %d ms, noise suppression %s)", delay_ms,
                  "on" if config.noise_suppression else "off")
 
@@ -77,18 +82,31 @@ class EchoCanceller:
         out = np.empty_like(pcm)
         start = (time.monotonic() if t is None else t) - len(pcm) / RATE
         for i in range(0, len(pcm) - FRAME + 1, FRAME):
-            self.apm.process_reverse_stream(self._frame(self._reference_at(start + i / RATE)))
+            reference = self._reference_at(start + i / RATE)
+            if np.abs(reference).max() > AUDIBLE:
+                self._heard += 1
+                self._coupling.append(bool(np.abs(pcm[i:i + FRAME]).max() > AUDIBLE))
+            self.apm.process_reverse_stream(self._frame(reference))
             frame = self._frame(pcm[i:i + FRAME])
             self.apm.set_stream_delay_ms(self.delay_ms)  # the module wants it before each capture frame
             self.apm.process_stream(frame)
             out[i:i + FRAME] = np.frombuffer(frame.data, np.int16)
-        return out
+        return out if self.hears_speaker else pcm
+
+    @property
+    def hears_speaker(self) -> bool:
+        """Whether the microphone picks up the speaker (assumed until a quarter second of the
+        assistant's voice has shown otherwise). If not (headphones), there is no echo to remove,
+        and the module, which in its first seconds also takes 20 dB off a user who talks over
+        the assistant, is kept out of the way."""
+        coupling = self._coupling
+        return len(coupling) < COUPLING_FRAMES // 4 or 2 * sum(coupling) >= len(coupling)
 
     @property
     def settled(self) -> bool:
-        """Whether it has heard enough of the assistant to be trusted: in its first seconds the
+        """Whether its output can be trusted: in its first seconds of the assistant's voice the
         module lets the start of a phrase after a pause through (measured: up to -22 dBFS)."""
-        return self._heard * FRAME >= SETTLE_S * RATE
+        return self._heard * FRAME >= SETTLE_S * RATE or not self.hears_speaker
 
     def _reference_at(self, t: float) -> np.ndarray:
         """The 10 ms of reference that sounded from `t` (silence where none did); older is dropped."""
@@ -100,8 +118,6 @@ class EchoCanceller:
                 frame[lo - i:hi - i] = self._ref[lo:hi]
             if i > 0:
                 self._ref, self._ref_t = self._ref[i:], self._ref_t + i / RATE
-            if np.abs(frame).max() > 32:  # above -60 dBFS: the assistant is talking
-                self._heard += 1
             return frame
 
     def _frame(self, pcm: np.ndarray):
@@ -117,4 +133,11 @@ class EchoStage(Stage):
         self.canceller = canceller
 
     def handle(self, frame: AudioFrame) -> None:
-        self.emit(AudioFrame(self.canceller.process(frame.pcm, frame.t), frame.sample_rate, frame.t))
+        cleaned = self.canceller.process(frame.pcm, frame.t)
+        self.emit(AudioFrame(cleaned, frame.sample_rate, frame.t, removed_db(frame.pcm, cleaned)))
+
+
+def removed_db(raw: np.ndarray, cleaned: np.ndarray) -> float:
+    def energy(pcm: np.ndarray) -> float:
+        return float(np.mean(pcm.astype(np.float32) ** 2)) + 1.0
+    return 10 * np.log10(energy(raw) / energy(cleaned))

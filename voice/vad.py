@@ -74,6 +74,7 @@ class Dropped:
 
 # Speculation pays on short questions; on a long turn each pause would cost a long transcription.
 SPECULATE_MAX_S = 10
+ECHO_DOMINATED_DB = 12.0  # a frame the echo canceller made this much quieter was mostly the assistant
 
 Outcome = Opened | Paused | Resumed | Closed | Dropped | None
 
@@ -266,21 +267,22 @@ class VadStage(Stage):
             if self.segmenter.in_turn or self.segmenter.state != "quiet":
                 self.segmenter.reset()
             return
-        self._outcome(self.segmenter.push(self._voiced(frame.pcm), frame, frame.t))
-        if self.segmenter.voiced_ms >= self.barge_in_needed() and self.is_speaking():
+        self._outcome(self.segmenter.push(self._voiced(frame), frame, frame.t))
+        if self.segmenter.voiced_ms >= self.barge_in_ms and self.is_speaking():
             log.info("barge-in: %d ms of voice while the assistant speaks", self.segmenter.voiced_ms)
             self.barge_in()
 
-    def barge_in_needed(self) -> int:
-        """Voice (ms) that interrupts the assistant: twice as much while the echo canceller is
-        new, whose leaks last up to ~200 ms."""
-        return self.barge_in_ms if self.echo_settled() else 2 * self.barge_in_ms
-
-    def _voiced(self, pcm: np.ndarray) -> bool:
-        """webrtcvad's answer, but never for audio below the level floor: webrtcvad calls faint
-        noise speech, such as the comfort noise the echo canceller adds while the assistant talks."""
-        rms = float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2)))
-        return rms >= self.min_rms and self.vad.is_speech(pcm)
+    def _voiced(self, frame: AudioFrame) -> bool:
+        """webrtcvad's answer, but never for audio below the level floor (webrtcvad calls faint
+        noise speech, such as the comfort noise the echo canceller adds while the assistant talks),
+        nor, while the assistant talks and the echo canceller is new, for a frame it took most of:
+        its leaks are 15-20 dB under the echo they come from, a person talking over it loses less."""
+        rms = float(np.sqrt(np.mean(frame.pcm.astype(np.float32) ** 2)))
+        if rms < self.min_rms:
+            return False
+        if frame.echo_removed_db > ECHO_DOMINATED_DB and self.is_speaking() and not self.echo_settled():
+            return False
+        return self.vad.is_speech(frame.pcm)
 
     def finish(self) -> None:
         self._controls()
@@ -315,7 +317,7 @@ class VadStage(Stage):
             self._retract()
         elif isinstance(outcome, Dropped):
             self._drop(f"too short ({outcome.voiced_ms} ms of voice)")
-        elif isinstance(outcome, Closed) and self._over_reply and outcome.voiced_ms < self.barge_in_needed():
+        elif isinstance(outcome, Closed) and self._over_reply and outcome.voiced_ms < self.barge_in_ms:
             # begun over the assistant and too short to interrupt it: a backchannel, or its own echo
             self._drop(f"too short to interrupt ({outcome.voiced_ms} ms of voice over the reply)")
         elif isinstance(outcome, Closed):
