@@ -106,7 +106,7 @@ class EchoCanceller:
     def settled(self) -> bool:
         """Whether its output can be trusted: in its first seconds of the assistant's voice the
         module lets the start of a phrase after a pause through (measured: up to -22 dBFS)."""
-        return self._heard * FRAME >= SETTLE_S * RATE or not self.hears_speaker
+        return self._heard * FRAME >= SETTLE_S * RATE
 
     def _reference_at(self, t: float) -> np.ndarray:
         """The 10 ms of reference that sounded from `t` (silence where none did); older is dropped."""
