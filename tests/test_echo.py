@@ -5,6 +5,7 @@ import threading
 
 import numpy as np
 import pytest
+import soxr
 
 from conftest import normalise, wer
 from room import RATE, Room
@@ -31,38 +32,50 @@ def question(synth_question):
     return read_audio(synth_question("Tell me a story about a dragon."))
 
 
+def far_end(engines, text: str) -> np.ndarray:
+    """The assistant saying `text` as the speaker gets it (float32), at the room's rate."""
+    tts = engines.synthesizer
+    return soxr.resample(np.concatenate(list(tts.synthesize(text))), tts.sample_rate, RATE).astype(np.float32)
+
+
+def room_echo(played: np.ndarray) -> np.ndarray:
+    """What the microphone hears of `played` in the simulated room (-6 dB, 40 ms, reverberation)."""
+    room = Room(np.zeros(1, np.int16), echo_gain_db=-6)
+    return np.convolve(np.concatenate([np.zeros(room.delay, np.float32), played]), room.ir)[:len(played)]
+
+
+def cancel(canceller: EchoCanceller, played: np.ndarray, mic: np.ndarray, only_while_playing=False) -> np.ndarray:
+    """The canceller on its own, 20 ms frames on the room's clock; returns the cleaned microphone.
+    `only_while_playing`: the speaker gets no blocks while the assistant is silent."""
+    out = np.zeros(len(mic), np.int16)
+    for i in range(0, len(mic) - 320 + 1, 320):
+        if not only_while_playing or np.any(played[i:i + 320]):
+            canceller.reference(played[i:i + 320], RATE, t=i / RATE)
+        out[i:i + 320] = canceller.process(mic[i:i + 320], t=(i + 320) / RATE)
+    return out
+
+
+def db(pcm: np.ndarray) -> float:
+    return 10 * np.log10(np.mean(pcm.astype(np.float64) ** 2) + 1)
+
+
 def test_echo_canceller_removes_the_assistants_voice(config, engines):
     """On the module alone: the far end played into a room comes back ~25 dB quieter."""
-    speech = np.concatenate(list(engines.synthesizer.synthesize("The quick brown fox jumps over the lazy dog. "
-                                                                "Then it runs into the forest and hides.")))
-    import soxr
-    far = soxr.resample(speech, engines.synthesizer.sample_rate, RATE).astype(np.float32)
-    room = Room(np.zeros(len(far) + RATE, np.int16), echo_gain_db=-6)
-    canceller = EchoCanceller(config.echo, delay_ms=40)
-    room._t0 = 0.0
-    ir_len, delay = len(room.ir), room.delay
-    echo = np.convolve(np.concatenate([np.zeros(delay, np.float32), far]), room.ir)[:len(far)]
-    mic = (echo * 32767).astype(np.int16)
-    cleaned = []
-    for i in range(0, len(far) - 320 + 1, 320):
-        canceller.reference(far[i:i + 320], RATE, t=i / RATE)  # on the room's clock
-        cleaned.append(canceller.process(mic[i:i + 320], t=(i + 320) / RATE))
-    out = np.concatenate(cleaned).astype(np.float64)
+    far = far_end(engines, "The quick brown fox jumps over the lazy dog. Then it runs into the forest and hides.")
+    far = far[:len(far) // 320 * 320]
+    mic = (room_echo(far) * 32767).astype(np.int16)
+    out = cancel(EchoCanceller(config.echo, delay_ms=40), far, mic)
     half = len(out) // 2  # after the canceller has converged
-    before = 10 * np.log10(np.mean(mic[half:len(out)].astype(np.float64) ** 2) + 1)
-    after = 10 * np.log10(np.mean(out[half:] ** 2) + 1)
-    assert before - after >= 15, f"echo reduced by only {before - after:.1f} dB"
+    reduced = db(mic[half:]) - db(out[half:])
+    assert reduced >= 15, f"echo reduced by only {reduced:.1f} dB"
 
 
 def test_echo_canceller_keeps_its_echo_path_through_a_long_user_turn(config, engines, shared_clips):
     """The assistant speaks, the user talks for seconds with the speaker silent, the assistant
     speaks again: its second reply is cancelled as well as the first (the module gets silence
     as reference while nothing plays, paired with the microphone by time)."""
-    import soxr
-    tts = engines.synthesizer
-    far = np.concatenate(list(tts.synthesize("Once upon a time there was a dragon who lived in a cave. "
-                                             "He liked gold and he liked to sleep all day.")))
-    far = soxr.resample(far, tts.sample_rate, RATE).astype(np.float32)
+    far = far_end(engines, "Once upon a time there was a dragon who lived in a cave. "
+                           "He liked gold and he liked to sleep all day.")
     clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
     user = read_audio(clip["path"]).astype(np.float32) / 32768
     first, n = int(1.5 * RATE), 12 * RATE
@@ -71,18 +84,9 @@ def test_echo_canceller_keeps_its_echo_path_through_a_long_user_turn(config, eng
     played[9 * RATE:9 * RATE + len(far) - first] = far[first:first + 3 * RATE][:n - 9 * RATE]
     voice = np.zeros(n, np.float32)
     voice[first:first + len(user)] = user[:n - first]
-    room = Room(np.zeros(1, np.int16), echo_gain_db=-6)
-    echo = np.convolve(np.concatenate([np.zeros(room.delay, np.float32), played]), room.ir)[:n]
-    mic = (np.clip(voice + echo, -1, 1) * 32767).astype(np.int16)
+    mic = (np.clip(voice + room_echo(played), -1, 1) * 32767).astype(np.int16)
     canceller = EchoCanceller(config.echo, delay_ms=40)
-    out = np.zeros(n, np.int16)
-    for i in range(0, n - 320 + 1, 320):
-        if np.any(played[i:i + 320]):  # the speaker only gets audio while the assistant talks
-            canceller.reference(played[i:i + 320], RATE, t=i / RATE)
-        out[i:i + 320] = canceller.process(mic[i:i + 320], t=(i + 320) / RATE)
-
-    def db(x):
-        return 10 * np.log10(np.mean(x.astype(np.float64) ** 2) + 1)
+    out = cancel(canceller, played, mic, only_while_playing=True)
     second = slice(int(9.3 * RATE), 11 * RATE)
     assert db(mic[second]) - db(out[second]) >= 45, "the second reply came through"  # 65 dB here; 27-33 fed only while talking
     assert canceller.settled, "3 s of the assistant heard"
@@ -91,24 +95,16 @@ def test_echo_canceller_keeps_its_echo_path_through_a_long_user_turn(config, eng
 def test_echo_canceller_stays_out_of_the_way_when_the_microphone_does_not_hear_the_speaker(config, engines):
     """Headphones: nothing of the reply reaches the microphone, so there is nothing to remove
     and the canceller's output (which takes ~20 dB off the user at first) is not used."""
-    import soxr
-    tts = engines.synthesizer
-    far = soxr.resample(np.concatenate(list(tts.synthesize("The quick brown fox jumps over the lazy dog."))),
-                        tts.sample_rate, RATE).astype(np.float32)[:RATE]
-    room = Room(np.zeros(1, np.int16), echo_gain_db=-6)
-    echo = (np.convolve(far, room.ir)[:len(far)] * 32767).astype(np.int16)
+    far = far_end(engines, "The quick brown fox jumps over the lazy dog.")[:RATE]
+    echo = (room_echo(far) * 32767).astype(np.int16)
     voice = (np.sin(np.arange(320) / 5) * 3000).astype(np.int16)
     for mic, headphones in ((np.zeros(len(far), np.int16), True), (echo, False)):
         canceller = EchoCanceller(config.echo, delay_ms=40)
-        for i in range(0, len(far) - 320 + 1, 320):
-            canceller.reference(far[i:i + 320], RATE, t=i / RATE)
-            canceller.process(mic[i:i + 320], t=(i + 320) / RATE)
+        cancel(canceller, far, mic)
         assert canceller.hears_speaker != headphones and not canceller.settled  # 1 s of 3
         canceller.reference(far[:320], RATE, t=len(far) / RATE)
         # with headphones the user's voice goes on as it is, not through the module
         assert np.array_equal(canceller.process(voice, t=len(far) / RATE + 0.02), voice) == headphones
-
-
 
 
 def test_no_self_trigger_with_echo_cancellation(config, engines, question):
