@@ -65,6 +65,28 @@ def test_whisper_skips_a_retracted_turn(config, engines, shared_clips):
     assert [e.turn_id for e in events if e.kind == "transcript"] == [asked]
 
 
+def test_words_of_a_turn_taken_back_while_whisper_listened_go_nowhere(config, engines, shared_clips):
+    """The user spoke on while the real Whisper transcribed the speculative turn: its words
+    are neither passed on nor shown (a window would print a line nobody is answered for)."""
+    clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
+    turns, bus, events, out = Turns(), EventBus(), [], queue.Queue()
+    bus.subscribe(events.append)
+    turn_id = turns.next_id()
+
+    class SpokenOnMeanwhile:
+        def transcribe(self, audio):
+            recognition = engines.transcriber.transcribe(audio)
+            turns.cancel(turn_id)  # what the VAD does on voice after the pause
+            turns.done(turn_id)
+            return recognition
+
+    stage = SttStage(config.stt, SpokenOnMeanwhile(), queue.Queue(), out, threading.Event(), bus,
+                     is_retracted=turns.is_retracted)
+    now = time.monotonic()
+    stage.handle(Utterance(turn_id, read_audio(clip["path"]), 16000, now, now, now))
+    assert drain(out) == [] and not [e for e in events if e.kind in ("transcript", "turn_dropped")]
+
+
 def test_the_model_writes_nothing_for_a_turn_taken_back_before_it_started(config, engines):
     turns, bus, events, out = Turns(), EventBus(), [], queue.Queue()
     bus.subscribe(events.append)

@@ -152,6 +152,9 @@ class SttStage(Stage):
         audio = utt.pcm.astype(np.float32) / 32768.0
         result = self.transcriber.transcribe(audio)
         now = time.monotonic()
+        if self.is_retracted(utt.turn_id):  # ... or while Whisper listened: nobody is to see these words
+            log.debug("turn %d retracted during transcription", utt.turn_id)
+            return
         if is_hallucination(result, self.config):
             log.info("turn %d dropped: no speech recognised (%r, no_speech=%.2f, logprob=%.2f)",
                      utt.turn_id, result.text, result.no_speech_prob, result.avg_logprob)
