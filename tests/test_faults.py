@@ -90,12 +90,13 @@ def test_a_stage_that_raises_ends_the_turn_and_the_next_turn_works(stage, engine
 
     assert not pipeline.stop(), "every stage stopped"
     assert pipeline.supervisor.failure is None
-    errors = [e for e in events if e.kind == "error"]
-    assert errors and errors[0].turn_id == 1 and f"injected {stage} fault" in errors[0].text
-    assert "\n" not in errors[0].text, "a one-line message"
-    # every turn is closed: a reply or a reason it was dropped; none is left open
-    assert [t["turn"] for t in turns] == [1, 2], turns
+    # every turn is closed: a reply or a reason it was dropped; none is left open (turn ids
+    # taken by speculation at a pause inside a question, and taken back, are no turns)
+    assert len(turns) == 2, turns
     first, second = turns
+    errors = [e for e in events if e.kind == "error"]
+    assert errors and errors[0].turn_id == first["turn"] and f"injected {stage} fault" in errors[0].text
+    assert "\n" not in errors[0].text, "a one-line message"
     assert "reply" in first or "transcription failed" in first.get("dropped", ""), first
     assert "errors" not in second and second["reply"].strip(), second
     assert {"sky"} <= set(normalise(second["transcript"]).split()), second

@@ -238,10 +238,10 @@ def test_server_down_mid_session_then_back(config, engines, remote, server, synt
     finally:
         stuck = pipeline.stop()
     assert not stuck
-    records = {r["turn"]: r for r in metrics.turns}
-    assert [records[t].get("backend") for t in (1, 2, 3)] == ["openai", None, "openai"]
-    assert "cannot connect" in records[2]["llm_unreachable"]
-    assert records[2]["playback_start"], "the message was spoken"
+    records = metrics.turns  # (a speculative turn taken back is none)
+    assert [r.get("backend") for r in records] == ["openai", None, "openai"]
+    assert "cannot connect" in records[1]["llm_unreachable"]
+    assert records[1]["playback_start"], "the message was spoken"
     # the failed turn is not history the model sees later
     assert [t.assistant for t in pipeline.conversation.turns] == [first.text, again.text]
     chat.close()

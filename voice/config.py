@@ -39,6 +39,7 @@ class VadConfig:
     min_speech_ms: int
     end_silence_ms: int
     speculate_ms: int
+    early_end_ms: int
     barge_in_ms: int
     pre_roll_ms: int
     max_turn_s: float

@@ -108,7 +108,7 @@ class Pipeline:
             LlmStage(engines.chat, self.conversation, q["transcript"], q["sentence"], stop, bus,
                      first_clause_words=config.llm.first_clause_words,
                      cancel_for=self.turns.cancel_event, skills=self.skills,
-                     committed=lambda turn_id: self.turns.wait_committed(turn_id, self.stop_event)),
+                     committed=lambda turn_id: self.turns.wait_committed(turn_id, self.stop_event, final=True)),
             TtsStage(engines.synthesizer, q["sentence"], q["speech"], stop, bus, self.turns.is_cancelled),
             PlaybackStage(config.output, sink, q["speech"], stop, bus, self.speaking, self.turns,
                           on_played=echo.reference if echo else None),

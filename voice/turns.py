@@ -3,7 +3,10 @@
 A turn may start speculatively (at a short pause, before the end-of-turn window has run
 out): its transcript and reply are prepared, but playback waits until it is committed.
 If the user goes on speaking it is cancelled instead, and every stage drops its frames.
-Barge-in cancels the turns in flight in the same way.
+A turn that reads as finished is committed before the window has run out ("early"): its
+reply may play, but it is final only once the window has passed, and what cannot be taken
+back (a skill setting a timer) waits for that. Barge-in cancels the turns in flight in the
+same way.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ class Turns:
         self._cancel: dict[int, threading.Event] = {}
         self._cancelled: set[int] = set()  # kept after done(): late frames of a cancelled turn are dropped
         self._committed: set[int] = set()
+        self._final: set[int] = set()  # committed, and the user can no longer take it back
         self._open: set[int] = set()
         self._cond = threading.Condition()
 
@@ -51,9 +55,14 @@ class Turns:
             self._cond.notify_all()
             return ids
 
-    def commit(self, turn_id: int) -> None:
+    def commit(self, turn_id: int, final: bool = True) -> None:
+        """Its reply may play; `final=False`: the user may still take it back by speaking on."""
         with self._cond:
+            if turn_id not in self._open:  # done already: its reply has been and gone
+                return
             self._committed.add(turn_id)
+            if final:
+                self._final.add(turn_id)
             self._cond.notify_all()
 
     def done(self, turn_id: int) -> None:
@@ -61,6 +70,7 @@ class Turns:
         with self._cond:
             self._open.discard(turn_id)
             self._committed.discard(turn_id)
+            self._final.discard(turn_id)
             self._cancel.pop(turn_id, None)
 
     def is_cancelled(self, turn_id: int) -> bool:
@@ -76,11 +86,11 @@ class Turns:
         with self._cond:
             return turn_id in self._committed
 
-    def wait_committed(self, turn_id: int, stop: threading.Event, poll_s: float = 0.05) -> bool:
-        """Block until the turn is committed (True), or cancelled or stopped (False)."""
+    def wait_committed(self, turn_id: int, stop: threading.Event, final: bool = False, poll_s: float = 0.05) -> bool:
+        """Block until the turn is committed (with `final`, for good) (True), or cancelled or stopped (False)."""
         with self._cond:
             while not stop.is_set():
-                if turn_id in self._committed:
+                if turn_id in (self._final if final else self._committed):
                     return not self._is_cancelled_locked(turn_id)
                 if self._is_cancelled_locked(turn_id):
                     return False

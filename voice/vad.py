@@ -12,7 +12,9 @@ payload) per frame, so it is tested with lists of booleans. States:
 
 With `speculate_ms`, a shorter pause inside `stopping` emits Paused (the turn so far, so
 that transcription and the reply can start before the end-of-turn window has run out) and
-voice after it emits Resumed (that work is to be thrown away).
+voice after it emits Resumed (that work is to be thrown away). The VAD stage may end a
+paused turn before the window has run out, when its transcript reads as finished
+(voice.turn_end); voice within the window still takes it back.
 
 A pre-roll ring buffer keeps `pre_roll_ms` of audio from before the first voiced frame.
 Push-to-talk forces the state with `force_open` / `force_close`; with `auto_open=False`
@@ -36,6 +38,7 @@ from .config import VadConfig
 from .frames import AudioFrame, Mute, PushToTalk, Utterance
 from .level import FLOOR_DBFS, LevelMeter
 from .stage import EventBus, Stage
+from .turn_end import reads_finished
 from .turns import Turns
 
 log = logging.getLogger(__name__)
@@ -124,6 +127,11 @@ class Segmenter:
     @property
     def in_turn(self) -> bool:
         return self._turn is not None
+
+    @property
+    def silence_ms(self) -> int:
+        """Silence since the last voiced frame of the turn in progress."""
+        return self._silence * self.frame_ms if self._turn is not None else 0
 
     @property
     def voiced_ms(self) -> int:
@@ -254,7 +262,12 @@ class VadStage(Stage):
         self.listen_gate = listen_gate
         self.is_speaking, self.barge_in, self.barge_in_ms = is_speaking, barge_in, config.barge_in_ms
         self.echo_settled = echo_settled
-        self._speculative: int | None = None  # turn started at a pause, not yet committed
+        self.early_end_ms = config.early_end_ms
+        self._speculative: int | None = None  # turn started at a pause, not yet decided for good
+        self._pause: Paused | None = None  # where it started
+        self._heard: tuple[int, str] = (0, "")  # a speculative turn's transcript, once Whisper has it
+        self._ended_early = False  # it was committed before the end-of-turn window ran out
+        bus.subscribe(self._on_transcript)
         self._over_reply = False  # the turn at hand began while the assistant spoke
         self.dropped = 0
 
@@ -265,10 +278,13 @@ class VadStage(Stage):
         self.level.feed(frame.pcm, frame.t)
         if not self.held and not self.listen_gate():
             if self.segmenter.in_turn or self.segmenter.state != "quiet":
-                self.segmenter.reset()
+                self._reset()
             return
         self._outcome(self.segmenter.push(self._voiced(frame), frame, frame.t))
-        if self.segmenter.voiced_ms >= self.barge_in_ms and self.is_speaking():
+        if self._may_end_early():
+            self._end_early()
+        # (the reply to a turn ended early may play while its window runs: that turn's voice is no barge-in)
+        if self.segmenter.voiced_ms >= self.barge_in_ms and self.is_speaking() and not self._ended_early:
             log.info("barge-in: %d ms of voice while the assistant speaks", self.segmenter.voiced_ms)
             self.barge_in()
 
@@ -301,7 +317,7 @@ class VadStage(Stage):
                 self._outcome(self.segmenter.force_open(c.t) if c.pressed else self.segmenter.force_close(c.t))
             elif isinstance(c, Mute) and c.muted != self.muted:
                 self.muted = c.muted
-                self.segmenter.reset()
+                self._reset()
                 self.bus.emit("muted", t=c.t, muted=c.muted)
                 if c.muted:
                     self.bus.emit("level", t=c.t, dbfs=FLOOR_DBFS)
@@ -311,6 +327,7 @@ class VadStage(Stage):
             self._over_reply = self.is_speaking() and not self.held  # a key press interrupts by itself
             self.bus.emit("speech_start", t=outcome.t_start)
         elif isinstance(outcome, Paused):
+            self._ended_early, self._pause = False, outcome
             self._speculative = self._utterance(outcome.payloads, outcome.t_start, outcome.t_end)
             self.bus.emit("speculate", self._speculative, t=outcome.t_end)
         elif isinstance(outcome, Resumed):
@@ -321,13 +338,50 @@ class VadStage(Stage):
             # begun over the assistant and too short to interrupt it: a backchannel, or its own echo
             self._drop(f"too short to interrupt ({outcome.voiced_ms} ms of voice over the reply)")
         elif isinstance(outcome, Closed):
-            turn_id, self._speculative = self._speculative, None
+            turn_id, ended_early = self._speculative, self._ended_early
+            self._speculative, self._ended_early = None, False
+            if turn_id is not None and ended_early:  # decided already: now for good
+                self.turns.commit(turn_id)
+                return
             if turn_id is None:  # no pause long enough to speculate on: transcribe now
                 turn_id = self._utterance(outcome.payloads, outcome.t_start, outcome.t_end)
-            self.bus.emit("speech_end", turn_id, t=outcome.t_end)
-            self.bus.emit("turn_decided", turn_id, cut=outcome.cut, speech_start=outcome.t_start,
-                          audio_s=round(len(outcome.payloads) * self.segmenter.frame_ms / 1000, 3))
+            self._decide(turn_id, outcome.t_start, outcome.t_end, len(outcome.payloads), cut=outcome.cut)
             self.turns.commit(turn_id)
+
+    def _decide(self, turn_id: int, t_start: float, t_end: float, frames: int, **data) -> None:
+        self.bus.emit("speech_end", turn_id, t=t_end)
+        self.bus.emit("turn_decided", turn_id, speech_start=t_start,
+                      audio_s=round(frames * self.segmenter.frame_ms / 1000, 3), **data)
+
+    def _on_transcript(self, event) -> None:
+        """(on the STT thread) Whisper's words for the speculative turn, for `_may_end_early`."""
+        if event.kind == "transcript" and event.turn_id is not None:
+            self._heard = (event.turn_id, event.text)
+
+    def _may_end_early(self) -> bool:
+        """The speculative turn reads as finished and `early_end_ms` of silence have passed."""
+        return (self.early_end_ms > 0 and self._speculative is not None and not self._ended_early
+                and self.segmenter.silence_ms >= self.early_end_ms
+                and self._heard[0] == self._speculative and reads_finished(self._heard[1]))
+
+    def _end_early(self) -> None:
+        """Commit the turn now, not when the end-of-turn window has run out: its reply may
+        start. Until the window has passed the user can still take it back by speaking on."""
+        turn_id, pause = self._speculative, self._pause
+        self._ended_early = True
+        log.info("turn %d ends after %d ms of silence: %r reads as finished", turn_id,
+                 self.segmenter.silence_ms, self._heard[1])
+        self._decide(turn_id, pause.t_start, pause.t_end, len(pause.payloads), cut=False,
+                     early_ms=self.segmenter.silence_ms)
+        self.turns.commit(turn_id, final=False)
+
+    def _reset(self) -> None:
+        """Forget the turn in progress (muted, or the half-duplex gate closed); a turn only
+        speculated on is taken back, one ended early stays."""
+        self.segmenter.reset()
+        if not self._ended_early:
+            self._retract()
+        self._speculative, self._ended_early = None, False
 
     def _drop(self, reason: str) -> None:
         self._retract()
@@ -343,7 +397,9 @@ class VadStage(Stage):
     def _retract(self) -> None:
         """The user went on speaking: the speculative turn's work is thrown away."""
         if self._speculative is not None:
+            if self._ended_early:
+                log.info("turn %d: the user spoke on after its early end; taken back", self._speculative)
             self.turns.cancel(self._speculative)
             self.turns.done(self._speculative)
             self.bus.emit("turn_retracted", self._speculative)
-            self._speculative = None
+            self._speculative, self._ended_early = None, False
