@@ -36,12 +36,13 @@ def test_what_time_is_it(engines, config, synth_question, tmp_path):
 
 
 def spoken_numbers(text: str) -> list[int]:
-    """The numbers a time is said with: "11:38", "1138" and "11.30, 8.00" are all [11, 38]."""
+    """The numbers a time is said with: "11:38", "1138" and "11.30, 8.00" are all [11, 38];
+    "1:00" and "1-0-0" are [1]."""
     numbers: list[int] = []
     for token in re.findall(r"\d+", canonical(text)):
         if len(token) in (3, 4) and int(token[-2:]) < 60:  # "217", "1138": hour and minutes run together
             numbers += [int(token[:-2]), int(token[-2:])]
-        elif token == "00":  # "8.00": nothing said
+        elif int(token) == 0:  # "8.00", "1-0-0" (Piper's "1:00"): no minutes said
             continue
         elif numbers and numbers[-1] % 10 == 0 and 20 <= numbers[-1] <= 50 and 0 < int(token) < 10:
             numbers[-1] += int(token)  # "30, 8": thirty-eight
@@ -87,10 +88,12 @@ def test_a_five_second_timer_announces_itself(engines, config, synth_question, t
     rang_at = run.first("announcement", announcement["turn"]).t
     assert 4.5 <= rang_at - spoken_at <= 8.0, rang_at - spoken_at
     assert "assistant [timer]: Time's up! Your timer for 5 seconds is done." in run.lines
-    # both replies are in the output; tiny.en mishears some words ("Himes up", "time or set")
+    # both replies are in the output; tiny.en mishears some words ("Himes up", "time or set"),
+    # and now and then starts over at the end of the clip: only as many words as were said count
     said = heard(engines, run.reply_wav)
+    expected = "Timer set for 5 seconds. Time's up, your timer for 5 seconds is done."
     assert "is done" in normalise(said)
-    assert wer("Timer set for 5 seconds. Time's up, your timer for 5 seconds is done.", said) <= 0.35
+    assert wer(expected, " ".join(said.split()[:len(expected.split())])) <= 0.35, said
 
 
 def test_stop_stops_the_reply_and_says_nothing(engines, config, synth_question, tmp_path):
