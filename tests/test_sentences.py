@@ -40,6 +40,24 @@ def test_history_drops_oldest_turns_to_fit():
     assert kept and "answer 9" in kept[-1] and not any("question 0" in k for k in kept)
 
 
+def test_history_is_dropped_in_steps_so_the_prompt_begins_the_same_for_many_turns():
+    """Dropping one turn at a time would change the prompt's beginning on every turn once the
+    history is full, and llama.cpp would read the whole prompt again each time."""
+    words = lambda t: len(t.split())  # noqa: E731
+    conv = Conversation("sys", words, budget_tokens=300)
+    oldest_seen = []
+    for i in range(40):
+        conv.add(Turn(f"question {i}", f"answer {i}"))
+        msgs = conv.messages("next")
+        assert msgs[-2]["content"] == f"answer {i}", "the latest turn is always there"
+        cost = Conversation.PROMPT_OVERHEAD_TOKENS + sum(words(m["content"]) + Conversation.MESSAGE_OVERHEAD_TOKENS
+                                                         for m in msgs)
+        assert cost <= 300
+        oldest_seen.append(msgs[1]["content"])
+    changes = sum(a != b for a, b in zip(oldest_seen, oldest_seen[1:]))
+    assert 1 <= changes <= 5, oldest_seen  # one turn at a time: 23 changes
+
+
 def test_interrupted_turn_is_marked_on_the_users_side():
     conv = Conversation("sys", len, budget_tokens=10_000)
     conv.add(Turn("hi", "Hello there...", interrupted=True))
