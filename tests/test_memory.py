@@ -4,12 +4,21 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
+
+import numpy as np
+import soundfile
 
 from conftest import normalise
 from talk import spoken, talk
 from test_memory_store import mode
+from voice.capture import FileSource
 from voice.config import MemoryConfig
+from voice.history import Turn
 from voice.memory import MemoryStore, memory_path
+from voice.pipeline import Pipeline
+from voice.playback import WavSink
 
 
 def test_pipeline_turns_survive_a_restart(engines, config, synth_question, tmp_path):
@@ -31,6 +40,34 @@ def test_pipeline_turns_survive_a_restart(engines, config, synth_question, tmp_p
     assert "17 times 2 is 34." in history
     assert len(restarted.load()) == 3, "the new turn is stored too"
     restarted.close()
+
+
+def test_the_model_reads_a_restored_conversation_before_the_first_question(engines, config, tmp_path):
+    """After a restart the history is long; reading it when the first question comes would
+    delay that answer by seconds. The LLM reads it as the pipeline starts, while all is quiet."""
+    memory = MemoryStore(tmp_path / "memory.sqlite3")
+    for i in range(12):
+        memory.append(Turn(f"My locker number is {i} and it is painted ultramarine.", f"Noted: locker {i}."))
+    silence = tmp_path / "silence.wav"
+    soundfile.write(str(silence), np.zeros(16000 * 3, np.int16), 16000)
+    pipeline = Pipeline(config, engines, FileSource(silence, config.audio.frame_ms, realtime=True),
+                        WavSink(tmp_path / "out.wav", engines.synthesizer.sample_rate), half_duplex=False, memory=memory)
+    llama = engines.chat.llama
+    read = threading.Event()
+
+    def cache_text() -> str:
+        return llama.detokenize(llama.input_ids[:llama.n_tokens].tolist()).decode(errors="replace")
+
+    pipeline.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not read.is_set():
+        if "locker number is 11" in cache_text():
+            read.set()
+        time.sleep(0.1)
+    pipeline.stop()
+    memory.close()
+    assert read.is_set(), cache_text()[-300:]
+    assert "locker number is 0 " in cache_text(), "all of it, oldest first"
 
 
 def test_cli_remembers_then_forgets(synth_question, tmp_path):

@@ -62,6 +62,7 @@ class LlmConfig:
     model: str
     context_tokens: int
     threads: int
+    batch_threads: int
     max_tokens: int
     first_clause_words: int
     temperature: float
@@ -198,7 +199,8 @@ def _validate(c: Config) -> None:
         raise ConfigError(f"config key 'vad.aggressiveness' must be 0..3, got {c.vad.aggressiveness}")
     for name, value in (("vad.end_silence_ms", c.vad.end_silence_ms), ("vad.start_ms", c.vad.start_ms),
                         ("vad.start_window_ms", c.vad.start_window_ms), ("audio.queue_frames", c.audio.queue_frames),
-                        ("llm.context_tokens", c.llm.context_tokens), ("llm.max_tokens", c.llm.max_tokens)):
+                        ("llm.context_tokens", c.llm.context_tokens), ("llm.max_tokens", c.llm.max_tokens),
+                        ("llm.threads", c.llm.threads), ("llm.batch_threads", c.llm.batch_threads)):
         if value <= 0:
             raise ConfigError(f"config key '{name}' must be positive, got {value}")
     if c.llm.backend not in ("local", "openai"):

@@ -43,6 +43,11 @@ class Utterance:
 
 
 @dataclass(frozen=True)
+class WarmUp:
+    """To the LLM stage, between turns: read the conversation into the model's cache now."""
+
+
+@dataclass(frozen=True)
 class Transcript:
     turn_id: int
     text: str
