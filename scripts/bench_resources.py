@@ -14,6 +14,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -66,12 +67,18 @@ def replay_rss(paths: list[str], work: Path, count: int = 4) -> dict:
     path = work / "rss_input.wav"
     soundfile.write(str(path), pcm, 16000, subtype="PCM_16")
     proc = subprocess.Popen([PYTHON, "-m", "voice", "--input", str(path), "--output",
-                             str(work / "rss_output.wav"), "--fast"], cwd=REPO,
+                             str(work / "rss_output.wav"), "--fast"], cwd=REPO, env=fresh_user(os.environ, work),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # stderr: a few log lines at most
     peak = watch_peak_rss(proc, timeout_s=300)
     err = proc.stderr.read().decode(errors="replace")[-400:] if proc.returncode else ""
     return {"peak_rss_mb": peak, "exit_code": proc.returncode, "questions": min(count, len(paths)),
             "how": "python -m voice --input (first questions) --fast, VmHWM of the child", "stderr_tail": err}
+
+
+def fresh_user(env: dict, home: Path) -> dict:
+    """`env` with an empty data directory: no conversation restored from memory (reading a long
+    one takes the first seconds after launch), and the real one left alone."""
+    return dict(env, XDG_DATA_HOME=str(home / "data"))
 
 
 class PrivatePulse:
@@ -129,8 +136,9 @@ def launch_once(env: dict, idle_s: float, timeout_s: float = 60) -> dict:
 def measure_launch(runs: int, idle_s: float) -> dict:
     """Launch to `listening` in live mode on a private PulseAudio; in-process load_engines if there is none."""
     try:
-        with PrivatePulse() as pulse:
-            results = [launch_once(pulse.client_env, idle_s if i == runs - 1 else 0.0) for i in range(runs)]
+        with PrivatePulse() as pulse, tempfile.TemporaryDirectory() as home:
+            env = fresh_user(pulse.client_env, Path(home))
+            results = [launch_once(env, idle_s if i == runs - 1 else 0.0) for i in range(runs)]
     except (OSError, subprocess.SubprocessError) as e:
         log.warning("no private PulseAudio (%s): timing in-process load_engines instead", e)
         return launch_in_process()

@@ -53,8 +53,10 @@ class LlamaChatModel:
 
         path = gguf_file(config.model)
         try:
+            # prompts are read 128 tokens at a time: as fast as 512 here, and the attention buffers
+            # a long prompt fills are a quarter the size (+21 MB instead of +53 MB for 1900 tokens)
             self.llama = Llama(str(path), n_ctx=config.context_tokens, n_threads=config.threads,
-                               n_threads_batch=config.batch_threads, seed=config.seed, verbose=False)
+                               n_threads_batch=config.batch_threads, n_ubatch=128, seed=config.seed, verbose=False)
         except (RuntimeError, ValueError, OSError) as e:
             raise ModelError(f"cannot load the GGUF model at {path}: {e}") from e
         self.config = config
