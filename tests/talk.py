@@ -40,12 +40,12 @@ class Run:
 
 
 def talk(path: Path, engines, config, out_dir: Path, realtime: bool = False, tail_s: float = 1.0,
-         pace: bool = False, **pipeline_args) -> Run:
-    """Replay `path` through a pipeline (not half-duplex) until every reply has played."""
+         pace: bool = False, half_duplex: bool = False, **pipeline_args) -> Run:
+    """Replay `path` through a pipeline (by default not half-duplex) until every reply has played."""
     metrics, out, events = TurnMetrics(), io.StringIO(), []
     source = FileSource(path, config.audio.frame_ms, realtime=realtime, tail_s=tail_s)
     sink = WavSink(out_dir / "reply.wav", engines.synthesizer.sample_rate, pace=pace)
-    pipeline = Pipeline(config, engines, source, sink, half_duplex=False, **pipeline_args)
+    pipeline = Pipeline(config, engines, source, sink, half_duplex=half_duplex, **pipeline_args)
     for subscriber in (metrics, ConsolePrinter(out), events.append):
         pipeline.bus.subscribe(subscriber)
     pipeline.run()

@@ -68,7 +68,22 @@ def test_a_finished_question_is_answered_before_the_window_runs_out(engines, con
     [turn] = answered(run)
     assert {"largest", "ocean"} <= set(normalise(turn["transcript"]).split())
     assert turn["end_of_turn"] - turn["speech_end"] < LONG_WINDOW_MS / 1000
+    assert [line for line in run.lines if line.startswith("you:")] == [f"you: {turn['transcript']}"]
     assert [t.user for t in run.pipeline.conversation.turns] == [turn["transcript"]]
+
+
+def test_half_duplex_a_turn_ended_early_is_final_once_the_assistant_speaks(engines, config, synth_question,
+                                                                          tmp_path):
+    """Half-duplex, the microphone closes while the assistant speaks: nobody can speak on, so
+    the turn is final then, not when the window would have run out."""
+    run = talk(synth_question("What is the largest ocean?"), engines, long_window(config), tmp_path,
+               realtime=True, pace=True, half_duplex=True)
+    [decision] = decided(run)
+    assert "early_ms" in decision.data
+    [turn] = answered(run)
+    final = run.first("turn_final", turn["turn"])
+    assert final.t < turn["playback_end"]
+    assert [line for line in run.lines if line.startswith("you:")] == [f"you: {turn['transcript']}"]
 
 
 def test_words_that_trail_off_wait_for_the_whole_window(engines, config, synth_question, tmp_path):
@@ -94,5 +109,6 @@ def test_speaking_on_after_an_early_end_takes_it_back(engines, config, synth_que
     [turn] = answered(run)
     assert turn["turn"] == last.turn_id
     assert {"france", "germany"} <= set(normalise(turn["transcript"]).split())
-    # the history holds the whole question once, with the reply to it
+    # the history holds the whole question once, with the reply to it, and so does the terminal
     assert [t.user for t in run.pipeline.conversation.turns] == [turn["transcript"]]
+    assert [line for line in run.lines if line.startswith("you:")] == [f"you: {turn['transcript']}"]

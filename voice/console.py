@@ -14,7 +14,7 @@ class ConsolePrinter:
         self.out = out
         self._lock = threading.Lock()
         self._skill: dict[int | None, str] = {}  # turn -> the skill that answers it
-        self._heard: dict[int, str] = {}  # speculative turn -> transcript, printed once the turn is decided
+        self._heard: dict[int, str] = {}  # speculative turn -> transcript, printed once the turn is decided for good
         self._decided: set[int] = set()
 
     def __call__(self, event: Event) -> None:
@@ -24,7 +24,9 @@ class ConsolePrinter:
                 line = f"you: {event.text}"
             else:
                 self._heard[event.turn_id] = event.text
-        elif event.kind == "turn_decided":
+        elif event.kind == "turn_decided" and "early_ms" in event.data:
+            pass  # ended early: the user may still speak on, and then it was not a turn (see turn_final)
+        elif event.kind in ("turn_decided", "turn_final"):
             if event.turn_id in self._heard:
                 line = f"you: {self._heard.pop(event.turn_id)}"
             else:

@@ -116,7 +116,9 @@ END = EndOfStream()
 class Event:
     """Something the user interface, metrics or logs may want to know.
 
-    kind is one of: listening, speech_start, speech_end, turn_decided, transcript,
+    kind is one of: listening, speech_start, speech_end, turn_decided (data["early_ms"] when
+    the turn ended before the end-of-turn window ran out: then turn_final follows once it has,
+    unless the user spoke on and it is turn_retracted), turn_final, transcript,
     first_token, sentence, tts_audio, playback_start, playback_end, reply_done,
     turn_dropped, interrupted, error, state, llm_unreachable (the chat model could not answer;
     text = why). first_token carries data["backend"]: which backend answered.

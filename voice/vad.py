@@ -341,7 +341,7 @@ class VadStage(Stage):
             turn_id, ended_early = self._speculative, self._ended_early
             self._speculative, self._ended_early = None, False
             if turn_id is not None and ended_early:  # decided already: now for good
-                self.turns.commit(turn_id)
+                self._finalize(turn_id)
                 return
             if turn_id is None:  # no pause long enough to speculate on: transcribe now
                 turn_id = self._utterance(outcome.payloads, outcome.t_start, outcome.t_end)
@@ -377,11 +377,18 @@ class VadStage(Stage):
 
     def _reset(self) -> None:
         """Forget the turn in progress (muted, or the half-duplex gate closed); a turn only
-        speculated on is taken back, one ended early stays."""
+        speculated on is taken back, one ended early is final."""
         self.segmenter.reset()
-        if not self._ended_early:
+        if self._ended_early:
+            self._finalize(self._speculative)
+        else:
             self._retract()
         self._speculative, self._ended_early = None, False
+
+    def _finalize(self, turn_id: int) -> None:
+        """A turn ended early can no longer be taken back."""
+        self.turns.commit(turn_id)
+        self.bus.emit("turn_final", turn_id)
 
     def _drop(self, reason: str) -> None:
         self._retract()
