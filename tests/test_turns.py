@@ -8,9 +8,10 @@ import time
 import numpy as np
 
 from voice.capture import read_audio
-from voice.frames import END, ReplyEnd, Transcript, Utterance
+from voice.frames import END, ReplyEnd, SpeechAudio, Transcript, Utterance
 from voice.history import Conversation
 from voice.llm import LlmStage
+from voice.playback import PlaybackStage, WavSink
 from voice.stage import EventBus
 from voice.stt import SttStage
 from voice.turns import Turns
@@ -103,3 +104,26 @@ def test_the_model_writes_nothing_for_a_turn_taken_back_before_it_started(config
     said = {e.turn_id for e in events if e.kind in ("first_token", "sentence")}
     assert said == {asked}
     assert np.all([i.turn_id == asked for i in items if not isinstance(i, ReplyEnd)])
+
+
+def test_a_reply_cancelled_between_two_sentences_reports_what_was_heard(config, engines, tmp_path):
+    """Barge-in may land after one sentence has played and before the next arrives: the
+    interruption is reported all the same, with the whole first sentence as heard."""
+    turns, bus, events = Turns(), EventBus(), []
+    bus.subscribe(events.append)
+    sink = WavSink(tmp_path / "out.wav", engines.synthesizer.sample_rate)
+    stage = PlaybackStage(config.output, sink, queue.Queue(), threading.Event(), bus, threading.Event(), turns)
+    turn_id = turns.next_id()
+    turns.commit(turn_id)
+    first, second = "The capital of France is Paris.", "It is a lovely city."
+    for index, text in enumerate((first, second)):
+        pcm = np.concatenate(list(engines.synthesizer.synthesize(text)))
+        if index == 1:
+            turns.cancel_open()  # the user spoke while the second sentence was on its way
+        stage.handle(SpeechAudio(turn_id, index, text, pcm, engines.synthesizer.sample_rate, time.monotonic()))
+    stage.handle(SpeechAudio(turn_id, 2, "More.", pcm, engines.synthesizer.sample_rate, time.monotonic()))
+    stage.handle(ReplyEnd(turn_id, f"{first} {second} More."))
+    sink.close()
+    assert [e.text for e in events if e.kind == "interrupted"] == [first]
+    [done] = [e for e in events if e.kind == "reply_done"]
+    assert done.text == first and done.data["interrupted"]

@@ -189,11 +189,14 @@ class PlaybackStage(Stage):
         self.on_played = on_played
         self._heard: dict[int, list[str]] = {}  # turn -> sentences (or parts) played so far
         self._played_s: dict[int, float] = {}
+        self._cut: set[int] = set()  # turns whose interruption has been reported
 
     def handle(self, item: SpeechAudio | ReplyEnd) -> None:
         if not self.turns.wait_committed(item.turn_id, self.stop):
             if isinstance(item, ReplyEnd):
                 self._end(item)
+            elif item.turn_id in self._heard and item.turn_id not in self._cut:  # cancelled between sentences
+                self._interrupt(item, 0.0)
             return
         if isinstance(item, ReplyEnd):
             self._end(item)
@@ -226,6 +229,7 @@ class PlaybackStage(Stage):
         heard = self._heard.setdefault(item.turn_id, [])
         if part:
             heard.append(part + "...")
+        self._cut.add(item.turn_id)
         self.speaking.clear()
         self.bus.emit("interrupted", item.turn_id, " ".join(heard))
 
@@ -234,6 +238,7 @@ class PlaybackStage(Stage):
         self.turns.done(end.turn_id)
         heard = self._heard.pop(end.turn_id, None)
         played = self._played_s.pop(end.turn_id, 0.0)
+        self._cut.discard(end.turn_id)
         if heard is not None:
             self.bus.emit("playback_end", end.turn_id, played_s=round(played, 3))
         self.speaking.clear()
