@@ -69,7 +69,10 @@ class Conversation:
         costs = [self._cost("user", said) + self._cost("assistant", reply) for said, reply in seen]
         if used + sum(costs) > self.budget:
             room = max(0, self.budget - used)
-            while costs and (sum(costs) > room // 2 and len(costs) > 1 or sum(costs) > room):  # the newest turn stays if it fits
+            while len(costs) > 1 and sum(costs) > room // 2:  # down to half the room ...
+                costs.pop(0)
+                seen.pop(0)
+            if costs and costs[0] > room:  # ... keeping the newest turn if it fits at all
                 costs.pop(0)
                 seen.pop(0)
             with self._lock:

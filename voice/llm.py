@@ -109,10 +109,11 @@ class LlmStage(Stage):
         self.committed = committed  # blocks until the turn is certain (True) or taken back (False)
         self.reply_lock = threading.RLock()  # held while one reply is queued; `say` never splices into one
 
-    def handle(self, transcript: Transcript | WarmUp) -> None:
-        if isinstance(transcript, WarmUp):
+    def handle(self, item: Transcript | WarmUp) -> None:
+        if isinstance(item, WarmUp):
             self._warm_up()
             return
+        transcript = item
         with self.reply_lock:
             answer = self.skills.route(transcript.text) if self.skills is not None else None
             if answer is None:
