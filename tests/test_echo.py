@@ -130,11 +130,13 @@ def test_barge_in_stops_the_reply_and_the_user_is_heard(config, engines, questio
     said = {}
 
     def interrupt_once(pipeline, event):
-        if event.kind == "playback_start" and not said:
-            # 3.5 s in: the canceller has settled (before, it gates the user's first frames too)
-            said["t"] = event.t + 3.5
-            said["i"] = room._now_index() + int(3.5 * RATE)
-            room.say(interruption, after_s=3.5)
+        # once the canceller has settled (3 s of the assistant's voice: before, it gates the user's
+        # first frames too, see README), while the reply plays: a fixed delay after the reply began
+        # came too early when synthesis left gaps in it
+        if not said and event.kind == "level" and pipeline.speaking.is_set() and pipeline.vad.echo_settled():
+            said["t"] = event.t + 0.2
+            said["i"] = room._now_index() + int(0.2 * RATE)
+            room.say(interruption, after_s=0.2)
 
     pipeline, turns, events = run_room(config, engines, room, echo=True, on_event=interrupt_once)
     kinds = [e.kind for e in events]
