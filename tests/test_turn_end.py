@@ -61,6 +61,11 @@ def answered(run) -> list[dict]:
     return [t for t in run.turns if t.get("reply")]
 
 
+def you_lines(run) -> list[str]:
+    """What the terminal showed of the user."""
+    return [line for line in run.lines if line.startswith("you:")]
+
+
 def test_a_finished_question_is_answered_before_the_window_runs_out(engines, config, synth_question, tmp_path):
     run = talk(synth_question("What is the largest ocean?"), engines, long_window(config), tmp_path, realtime=True)
     [decision] = decided(run)
@@ -68,7 +73,7 @@ def test_a_finished_question_is_answered_before_the_window_runs_out(engines, con
     [turn] = answered(run)
     assert {"largest", "ocean"} <= set(normalise(turn["transcript"]).split())
     assert turn["end_of_turn"] - turn["speech_end"] < LONG_WINDOW_MS / 1000
-    assert [line for line in run.lines if line.startswith("you:")] == [f"you: {turn['transcript']}"]
+    assert you_lines(run) == [f"you: {turn['transcript']}"]
     assert [t.user for t in run.pipeline.conversation.turns] == [turn["transcript"]]
 
 
@@ -83,7 +88,7 @@ def test_half_duplex_a_turn_ended_early_is_final_once_the_assistant_speaks(engin
     [turn] = answered(run)
     final = run.first("turn_final", turn["turn"])
     assert final.t < turn["playback_end"]
-    assert [line for line in run.lines if line.startswith("you:")] == [f"you: {turn['transcript']}"]
+    assert you_lines(run) == [f"you: {turn['transcript']}"]
 
 
 def test_words_that_trail_off_wait_for_the_whole_window(engines, config, synth_question, tmp_path):
@@ -113,5 +118,5 @@ def test_speaking_on_after_an_early_end_takes_it_back(engines, config, synth_que
     assert [t.user for t in run.pipeline.conversation.turns] == [turn["transcript"]]
     # the terminal shows the first part only if the assistant had begun to answer it
     begun = any(e.kind == "playback_start" and e.turn_id == first.turn_id for e in run.events)
-    you = [line for line in run.lines if line.startswith("you:")]
+    you = you_lines(run)
     assert you[-1] == f"you: {turn['transcript']}" and len(you) == 1 + begun, run.lines
