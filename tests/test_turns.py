@@ -10,7 +10,7 @@ import numpy as np
 from voice.capture import read_audio
 from voice.frames import END, ReplyEnd, SpeechAudio, Transcript, Utterance
 from voice.history import Conversation
-from voice.llm import LlmStage
+from voice.llm import FIRST_AUDIO_WAIT_S, LlmStage
 from voice.playback import PlaybackStage, WavSink
 from voice.stage import EventBus
 from voice.stt import SttStage
@@ -127,3 +127,29 @@ def test_a_reply_cancelled_between_two_sentences_reports_what_was_heard(config, 
     assert [e.text for e in events if e.kind == "interrupted"] == [first]
     [done] = [e for e in events if e.kind == "reply_done"]
     assert done.text == first and done.data["interrupted"]
+
+
+def test_the_model_waits_for_the_first_sentence_to_be_synthesized(config, engines):
+    """Piper gets both cores for the first sentence, the one the user waits for: the model
+    writes on once it is synthesized (here nobody synthesizes: at most FIRST_AUDIO_WAIT_S)."""
+    bus, events, out = EventBus(), [], queue.Queue()
+    bus.subscribe(events.append)
+    conversation = Conversation(config.llm.system_prompt, engines.chat.count_tokens, 1024)
+    stage = LlmStage(engines.chat, conversation, queue.Queue(), out, threading.Event(), bus)
+    stage.handle(Transcript(1, "Tell me three facts about the moon.", time.monotonic()))
+    sentences = [e.t for e in events if e.kind == "sentence"]
+    assert len(sentences) >= 2, [e.text for e in events if e.kind == "sentence"]
+    assert sentences[1] - sentences[0] >= FIRST_AUDIO_WAIT_S
+
+
+def test_a_reply_taken_back_does_not_wait_for_its_first_sentence(config, engines):
+    turns, bus, events = Turns(), EventBus(), []
+    bus.subscribe(events.append)
+    turn_id = turns.next_id()
+    bus.subscribe(lambda e: turns.cancel(turn_id) if e.kind == "sentence" else None)  # barge-in right then
+    conversation = Conversation(config.llm.system_prompt, engines.chat.count_tokens, 1024)
+    stage = LlmStage(engines.chat, conversation, queue.Queue(), queue.Queue(), threading.Event(), bus,
+                     cancel_for=turns.cancel_event)
+    stage.handle(Transcript(turn_id, "Tell me three facts about the moon.", time.monotonic()))
+    sentences = [e.t for e in events if e.kind == "sentence"]  # the first, and what was left when it stopped
+    assert time.monotonic() - sentences[0] < FIRST_AUDIO_WAIT_S, "it stopped at once, not after the pause"
