@@ -88,12 +88,16 @@ def test_words_of_a_turn_taken_back_while_whisper_listened_go_nowhere(config, en
     assert drain(out) == [] and not [e for e in events if e.kind in ("transcript", "turn_dropped")]
 
 
+def llm_stage(config, engines, bus: EventBus, out: queue.Queue, **options) -> LlmStage:
+    """The LLM stage on the real model with an empty conversation, driven by calling `handle`."""
+    conversation = Conversation(config.llm.system_prompt, engines.chat.count_tokens, 1024)
+    return LlmStage(engines.chat, conversation, queue.Queue(), out, threading.Event(), bus, **options)
+
+
 def test_the_model_writes_nothing_for_a_turn_taken_back_before_it_started(config, engines):
     turns, bus, events, out = Turns(), EventBus(), [], queue.Queue()
     bus.subscribe(events.append)
-    conversation = Conversation(config.llm.system_prompt, engines.chat.count_tokens, 1024)
-    stage = LlmStage(engines.chat, conversation, queue.Queue(), out, threading.Event(), bus,
-                     cancel_for=turns.cancel_event)
+    stage = llm_stage(config, engines, bus, out, cancel_for=turns.cancel_event)
     gone, asked = retracted(turns), turns.next_id()
     for turn_id in (gone, asked):
         stage.handle(Transcript(turn_id, "What is the capital of France?", time.monotonic()))
@@ -134,8 +138,7 @@ def test_the_model_waits_for_the_first_sentence_to_be_synthesized(config, engine
     writes on once it is synthesized (here nobody synthesizes: at most FIRST_AUDIO_WAIT_S)."""
     bus, events, out = EventBus(), [], queue.Queue()
     bus.subscribe(events.append)
-    conversation = Conversation(config.llm.system_prompt, engines.chat.count_tokens, 1024)
-    stage = LlmStage(engines.chat, conversation, queue.Queue(), out, threading.Event(), bus)
+    stage = llm_stage(config, engines, bus, out)
     stage.handle(Transcript(1, "Tell me three facts about the moon.", time.monotonic()))
     sentences = [e.t for e in events if e.kind == "sentence"]
     assert len(sentences) >= 2, [e.text for e in events if e.kind == "sentence"]
@@ -147,9 +150,7 @@ def test_a_reply_taken_back_does_not_wait_for_its_first_sentence(config, engines
     bus.subscribe(events.append)
     turn_id = turns.next_id()
     bus.subscribe(lambda e: turns.cancel(turn_id) if e.kind == "sentence" else None)  # barge-in right then
-    conversation = Conversation(config.llm.system_prompt, engines.chat.count_tokens, 1024)
-    stage = LlmStage(engines.chat, conversation, queue.Queue(), queue.Queue(), threading.Event(), bus,
-                     cancel_for=turns.cancel_event)
+    stage = llm_stage(config, engines, bus, queue.Queue(), cancel_for=turns.cancel_event)
     stage.handle(Transcript(turn_id, "Tell me three facts about the moon.", time.monotonic()))
     sentences = [e.t for e in events if e.kind == "sentence"]  # the first, and what was left when it stopped
     assert time.monotonic() - sentences[0] < FIRST_AUDIO_WAIT_S, "it stopped at once, not after the pause"
