@@ -154,3 +154,18 @@ def test_a_reply_taken_back_does_not_wait_for_its_first_sentence(config, engines
     stage.handle(Transcript(turn_id, "Tell me three facts about the moon.", time.monotonic()))
     sentences = [e.t for e in events if e.kind == "sentence"]  # the first, and what was left when it stopped
     assert time.monotonic() - sentences[0] < FIRST_AUDIO_WAIT_S, "it stopped at once, not after the pause"
+
+
+def test_the_model_writes_the_first_sentence_on_both_cores_and_the_rest_on_one(config, engines):
+    """Nothing else runs while the first sentence is written (Piper waits for it); after it,
+    Piper speaks alongside and gets a core of its own."""
+    import llama_cpp
+
+    bus, threads = EventBus(), []
+    bus.subscribe(lambda e: threads.append(llama_cpp.llama_n_threads(engines.chat.llama.ctx))
+                  if e.kind == "sentence" else None)
+    stage = llm_stage(config, engines, bus, queue.Queue())
+    stage.handle(Transcript(1, "Tell me three facts about the moon.", time.monotonic()))
+    assert len(threads) >= 2
+    assert threads[0] == config.llm.batch_threads == 2
+    assert set(threads[1:]) == {config.llm.threads} == {1}

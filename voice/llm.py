@@ -82,6 +82,14 @@ class LlamaChatModel:
         finally:
             chunks.close()  # stops generation at once when the consumer gives up
 
+    def write_alone(self, alone: bool) -> None:
+        """Write the next tokens on `batch_threads` (alone: nothing else runs, as for a reply's
+        first sentence, which Piper waits for) or on `threads` (Piper speaks alongside)."""
+        import llama_cpp
+
+        threads = self.config.batch_threads if alone else self.config.threads
+        llama_cpp.llama_set_n_threads(self.llama.ctx, threads, self.config.batch_threads)
+
     def warm_up(self, system_prompt: str) -> None:
         """Evaluate the system prompt once so its KV cache is ready for the first turn."""
         self.prefill([{"role": "system", "content": system_prompt}, {"role": "user", "content": ""}])
@@ -172,6 +180,8 @@ class LlmStage(Stage):
             self.emit(ReplyEnd(turn_id, ""))
             return
         first_audio = self._first_audio[turn_id] = threading.Event()
+        write_alone = getattr(self.model, "write_alone", lambda alone: None)
+        write_alone(True)
         try:
             for token in self.model.stream(self.conversation.messages(transcript.text), cancel):
                 if self.stop.is_set():
@@ -183,6 +193,7 @@ class LlmStage(Stage):
                     index = self._sentence(turn_id, index, sentence)
                     if index == 1:
                         self._let_piper_speak(first_audio, cancel)
+                        write_alone(False)
             for sentence in splitter.flush():
                 index = self._sentence(turn_id, index, sentence)
         except ChatModelUnavailable as e:  # expected when a server is down: one log line, no traceback
