@@ -64,3 +64,23 @@ def test_interrupted_turn_is_marked_on_the_users_side():
     assert [m["content"] for m in conv.messages("x")[1:]] == ["hi", "Hello there...", "(I interrupted you.) x"]
     conv.add(Turn("x", "Sure."))
     assert [m["content"] for m in conv.messages("y")[3:]] == ["(I interrupted you.) x", "Sure.", "y"]
+
+
+def test_a_long_sentence_is_spoken_in_pieces_cut_at_a_comma_or_before_a_clause():
+    long = ("The moon is a mysterious and beautiful celestial body that has fascinated people for "
+            "thousands of years, inspiring poets and scientists alike with its changing phases. Yes.")
+    out = feed(SentenceSplitter(max_words=8), long)
+    assert out == ["The moon is a mysterious and beautiful celestial body",
+                   "that has fascinated people for thousands of years,",
+                   "inspiring poets and scientists alike with its changing phases.", "Yes."]
+    assert " ".join(out) == long
+
+
+def test_a_long_sentence_without_a_place_to_cut_is_cut_after_max_words():
+    out = feed(SentenceSplitter(max_words=5), "One two three four five six seven eight nine ten eleven.")
+    assert out == ["One two three four five", "six seven eight nine ten eleven."]
+
+
+def test_a_sentence_a_little_over_max_words_is_not_cut():
+    text = "The sky on a clear day is usually a deep shade of blue."
+    assert feed(SentenceSplitter(max_words=10), text) == [text]

@@ -65,6 +65,7 @@ class LlmConfig:
     batch_threads: int
     max_tokens: int
     first_clause_words: int
+    max_piece_words: int
     temperature: float
     seed: int
     system_prompt: str
@@ -200,7 +201,8 @@ def _validate(c: Config) -> None:
     for name, value in (("vad.end_silence_ms", c.vad.end_silence_ms), ("vad.start_ms", c.vad.start_ms),
                         ("vad.start_window_ms", c.vad.start_window_ms), ("audio.queue_frames", c.audio.queue_frames),
                         ("llm.context_tokens", c.llm.context_tokens), ("llm.max_tokens", c.llm.max_tokens),
-                        ("llm.threads", c.llm.threads), ("llm.batch_threads", c.llm.batch_threads)):
+                        ("llm.threads", c.llm.threads), ("llm.batch_threads", c.llm.batch_threads),
+                        ("llm.max_piece_words", c.llm.max_piece_words)):
         if value <= 0:
             raise ConfigError(f"config key '{name}' must be positive, got {value}")
     if c.llm.backend not in ("local", "openai"):

@@ -108,12 +108,12 @@ class LlmStage(Stage):
     the user heard, which only playback knows (see Pipeline._remember)."""
 
     def __init__(self, model: ChatModel, conversation: Conversation, inbox: queue.Queue, outbox: queue.Queue,
-                 stop: threading.Event, bus: EventBus, first_clause_words: int = 0,
+                 stop: threading.Event, bus: EventBus, first_clause_words: int = 0, max_piece_words: int = 0,
                  cancel_for=lambda turn_id: threading.Event(), skills=None,
                  committed=lambda turn_id: True) -> None:
         super().__init__("llm", inbox, outbox, stop, bus)
         self.model, self.conversation = model, conversation
-        self.first_clause_words = first_clause_words
+        self.first_clause_words, self.max_piece_words = first_clause_words, max_piece_words
         self.cancel_for = cancel_for
         self.skills = skills  # a SkillRouter (voice.skills): tried before the model
         self.committed = committed  # blocks until the turn is certain (True) or taken back (False)
@@ -160,7 +160,7 @@ class LlmStage(Stage):
 
         `then` (a skill's action) runs before the ReplyEnd, once the turn is certain: a speculative
         "set a timer" that the user talks on from sets none."""
-        splitter = SentenceSplitter()
+        splitter = SentenceSplitter(max_words=self.max_piece_words)
         with self.reply_lock:
             if text:
                 self.bus.emit("first_token", turn_id, **data)
@@ -174,7 +174,7 @@ class LlmStage(Stage):
     def _model_reply(self, transcript: Transcript) -> None:
         turn_id = transcript.turn_id
         cancel = self.cancel_for(turn_id)
-        splitter = SentenceSplitter(self.first_clause_words)
+        splitter = SentenceSplitter(self.first_clause_words, self.max_piece_words)
         reply, index = "", 0
         if cancel.is_set():  # taken back (barge-in, or the user spoke on) while it waited here
             self.emit(ReplyEnd(turn_id, ""))

@@ -106,7 +106,7 @@ class Pipeline:
                      wake=WakePhrase(config.hotkey.wake_phrase, config.hotkey.follow_up_s)
                      if config.hotkey.wake_phrase else None, is_retracted=self.turns.is_retracted),
             LlmStage(engines.chat, self.conversation, q["transcript"], q["sentence"], stop, bus,
-                     first_clause_words=config.llm.first_clause_words,
+                     first_clause_words=config.llm.first_clause_words, max_piece_words=config.llm.max_piece_words,
                      cancel_for=self.turns.cancel_event, skills=self.skills,
                      committed=lambda turn_id: self.turns.wait_committed(turn_id, self.stop_event, final=True)),
             TtsStage(engines.synthesizer, q["sentence"], q["speech"], stop, bus, self.turns.is_cancelled),

@@ -2,7 +2,10 @@
 
 A sentence ends at . ! ? or a line break followed by more text; abbreviations, decimals
 and initials do not end one. The first piece of a reply may be cut early at a comma
-(`first_clause_words`) so speech starts sooner. Markdown, emoji and list bullets that a
+(`first_clause_words`) so speech starts sooner. A sentence longer than `max_words` words is
+spoken in pieces, cut at a comma, else before a word that opens a clause ("and", "which", ...),
+else after `max_words` words: Piper holds on to ~20 MB of memory per second of the longest
+piece it has spoken, and the listener waits for a whole piece to be synthesized. Markdown, emoji and list bullets that a
 small model likes to write are removed, since they are read aloud badly.
 """
 
@@ -14,6 +17,11 @@ _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc"
 _END = re.compile(r"([.!?]+[\"')\]]*|\n+)(\s+)")
 _MARKUP = re.compile(r"[*_`#>|~]+|^\s*[-•]\s+|^\s*\d+\.\s+(?=\D)", re.M)
 _EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\uFE0F\u200D]+")
+_CLAUSE = re.compile(r"[,;:](\s+)")
+_WORD = re.compile(r"\S+(?=\s)")  # a word the model has finished writing
+_OPENS_CLAUSE = {"and", "but", "or", "so", "because", "which", "that", "who", "where", "when", "while", "as", "if"}
+MIN_PIECE_WORDS = 3  # no piece of a long sentence is shorter
+LOOKAHEAD_WORDS = 4  # a sentence is cut only once it has run this far past `max_words`: most end before
 
 
 def clean_for_speech(text: str) -> str:
@@ -33,8 +41,9 @@ def _is_boundary(text: str, end: int) -> bool:
 
 
 class SentenceSplitter:
-    def __init__(self, first_clause_words: int = 0) -> None:
+    def __init__(self, first_clause_words: int = 0, max_words: int = 0) -> None:
         self.first_clause_words = first_clause_words
+        self.max_words = max_words
         self._buf = ""
         self._emitted = 0
 
@@ -68,4 +77,20 @@ class SentenceSplitter:
             for m in re.finditer(r"[,;:](\s+)", self._buf):
                 if len(self._buf[:m.start()].split()) >= self.first_clause_words:
                     return m.end()
+        if self.max_words:
+            return self._long_cut()
         return None
+
+    def _long_cut(self) -> int | None:
+        """Where a sentence that runs past `max_words` (+ LOOKAHEAD_WORDS) words is cut: after its
+        last comma, else before its last clause-opening word, else after `max_words` words."""
+        words = list(_WORD.finditer(self._buf))
+        if len(words) < self.max_words + LOOKAHEAD_WORDS:
+            return None
+        end = words[-1].end()
+        commas = [m.end() for m in _CLAUSE.finditer(self._buf, 0, end + 1)
+                  if len(self._buf[:m.start()].split()) >= MIN_PIECE_WORDS]
+        if commas:
+            return commas[-1]
+        opens = [w.start() for w in words[MIN_PIECE_WORDS:] if w.group().lower() in _OPENS_CLAUSE]
+        return opens[-1] if opens else words[self.max_words].start()
