@@ -78,7 +78,9 @@ class Room:
             src = np.pad(src, (0, n + k - 1 - len(src)))
             echo = np.convolve(src, self.ir, mode="valid")[:n]
             self.mic[i:i + n] = self.user[i:i + n] + echo
-            yield AudioFrame((np.clip(self.mic[i:i + n], -1, 1) * 32767).astype(np.int16), RATE, time.monotonic())
+            # stamped on the room's clock, as a sound card stamps its frames: when this thread runs
+            # late on a busy machine, the frame was still captured at its time
+            yield AudioFrame((np.clip(self.mic[i:i + n], -1, 1) * 32767).astype(np.int16), RATE, due)
 
     def say(self, pcm: np.ndarray, after_s: float) -> None:
         """The user starts speaking `after_s` from now (e.g. over the assistant's reply)."""
