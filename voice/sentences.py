@@ -5,8 +5,9 @@ and initials do not end one. The first piece of a reply may be cut early at a co
 (`first_clause_words`) so speech starts sooner. A sentence longer than `max_words` words is
 spoken in pieces, cut at a comma, else before a word that opens a clause ("and", "which", ...),
 else after `max_words` words: Piper holds on to ~20 MB of memory per second of the longest
-piece it has spoken, and the listener waits for a whole piece to be synthesized. Markdown, emoji and list bullets that a
-small model likes to write are removed, since they are read aloud badly.
+piece it has spoken, and the listener waits for a whole piece to be synthesized. Markdown,
+emoji and list bullets that a small model likes to write are removed, since they are read
+aloud badly.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class SentenceSplitter:
             if _is_boundary(self._buf, m.end(1)):
                 return m.end()
         if self._emitted == 0 and self.first_clause_words:
-            for m in re.finditer(r"[,;:](\s+)", self._buf):
+            for m in _CLAUSE.finditer(self._buf):
                 if len(self._buf[:m.start()].split()) >= self.first_clause_words:
                     return m.end()
         if self.max_words:
