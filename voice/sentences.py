@@ -74,10 +74,8 @@ class SentenceSplitter:
         for m in _END.finditer(self._buf):
             if _is_boundary(self._buf, m.end(1)):
                 return m.end()
-        if self._emitted == 0 and self.first_clause_words:
-            for m in _CLAUSE.finditer(self._buf):
-                if len(self._buf[:m.start()].split()) >= self.first_clause_words:
-                    return m.end()
+        if self._emitted == 0 and self.first_clause_words and (commas := self._commas(self.first_clause_words)):
+            return commas[0]
         if self.max_words:
             return self._long_cut()
         return None
@@ -88,10 +86,12 @@ class SentenceSplitter:
         words = list(_WORD.finditer(self._buf))
         if len(words) < self.max_words + LOOKAHEAD_WORDS:
             return None
-        end = words[-1].end()
-        commas = [m.end() for m in _CLAUSE.finditer(self._buf, 0, end + 1)
-                  if len(self._buf[:m.start()].split()) >= MIN_PIECE_WORDS]
+        commas = self._commas(MIN_PIECE_WORDS)
         if commas:
             return commas[-1]
         opens = [w.start() for w in words[MIN_PIECE_WORDS:] if w.group().lower() in _OPENS_CLAUSE]
         return opens[-1] if opens else words[self.max_words].start()
+
+    def _commas(self, min_words: int) -> list[int]:
+        """Where a piece may end: after a comma, semicolon or colon with `min_words` words before it."""
+        return [m.end() for m in _CLAUSE.finditer(self._buf) if len(self._buf[:m.start()].split()) >= min_words]
