@@ -6,11 +6,12 @@ import threading
 import time
 
 import numpy as np
+import psutil
 
 from voice.capture import read_audio
 from voice.frames import END, ReplyEnd, SpeechAudio, Transcript, Utterance
 from voice.history import Conversation
-from voice.llm import FIRST_AUDIO_WAIT_S, LlmStage
+from voice.llm import FIRST_AUDIO_WAIT_S, LlmStage, release_freed_memory
 from voice.playback import PlaybackStage, WavSink
 from voice.stage import EventBus
 from voice.stt import SttStage
@@ -169,3 +170,19 @@ def test_the_model_writes_the_first_sentence_on_both_cores_and_the_rest_on_one(c
     assert len(threads) >= 2
     assert threads[0] == config.llm.batch_threads == 2
     assert set(threads[1:]) == {config.llm.threads} == {1}
+
+
+def test_between_turns_the_heap_freed_on_a_stage_thread_goes_back_to_the_system():
+    """glibc keeps what a thread freed in that thread's arena until it is trimmed."""
+    kept = []
+
+    def churn():  # ~200 MB of small blocks, freed but for the last one
+        blocks = [bytes(2000) + bytes([i % 256]) for i in range(100_000)]
+        kept.append(blocks[-1])
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    worker.join()
+    before = psutil.Process().memory_info().rss
+    assert release_freed_memory()
+    assert before - psutil.Process().memory_info().rss > 100 * 2**20

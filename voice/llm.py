@@ -6,6 +6,7 @@ sentence is spoken while the rest is written), and keeps the conversation histor
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import queue
 import threading
@@ -154,6 +155,7 @@ class LlmStage(Stage):
         or a trim of the history, instead of all of it: ~4 s for 1900 tokens on 2 cores)."""
         if self.inbox.empty() and hasattr(self.model, "prefill"):  # a turn waiting goes first
             self.model.prefill(self.conversation.messages(""))
+        release_freed_memory()
 
     def say(self, turn_id: int, text: str, then=None, **data) -> None:
         """A whole reply not written by the model (a skill's, an announcement): same sentences, same path.
@@ -210,3 +212,16 @@ class LlmStage(Stage):
         self.bus.emit("sentence", turn_id, text, index=index, **data)
         self.emit(ReplySentence(turn_id, index, text, time.monotonic()))
         return index + 1
+
+
+def release_freed_memory() -> bool:
+    """Hand the heap's free pages back to the system (glibc's malloc_trim over every thread's
+    arena); False where there is no glibc. Each stage's thread allocates in an arena of its own
+    and glibc keeps what was freed there: scripts/soak, 30 turns, RSS after 25 of them 509-559 MB
+    with this between turns, 584-686 MB without (peak 562-582 against 597-638)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    libc.malloc_trim(0)
+    return True
