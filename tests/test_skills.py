@@ -32,7 +32,14 @@ def test_what_time_is_it(engines, config, synth_question, tmp_path):
     assert f"assistant [clock]: {turn['reply']}" in run.lines
     # Whisper writes a spoken time as "2:17", "217", "two seventeen" or "11.30, 8.00": compare the numbers
     said_aloud = heard(engines, run.reply_wav)
-    assert spoken_numbers(said_aloud) == spoken_numbers(turn["reply"]), ("the reply audio says the time", said_aloud)
+    # and tiny.en hears "sixteen" as "60" now and then (seen at 7:16): "-teen" and "-ty" count as one
+    assert blur_teens(spoken_numbers(said_aloud)) == blur_teens(spoken_numbers(turn["reply"])), \
+        ("the reply audio says the time", said_aloud)
+
+
+def blur_teens(numbers: list[int]) -> list[int]:
+    """13-19 as 30-90: said aloud, "sixteen" and "sixty" differ by a syllable's ending."""
+    return [(n - 10) * 10 if 13 <= n <= 19 else n for n in numbers]
 
 
 def spoken_numbers(text: str) -> list[int]:
@@ -88,9 +95,11 @@ def test_a_five_second_timer_announces_itself(engines, config, synth_question, t
     rang_at = run.first("announcement", announcement["turn"]).t
     assert 4.5 <= rang_at - spoken_at <= 8.0, rang_at - spoken_at
     assert "assistant [timer]: Time's up! Your timer for 5 seconds is done." in run.lines
-    # both replies are in the output; tiny.en mishears some words ("Himes up", "time or set"),
-    # and now and then starts over at the end of the clip: only as many words as were said count
-    said = heard(engines, run.reply_wav)
+    # both replies are in the output; tiny.en mishears some words ("Himes up"), and now and then
+    # starts over at the end of the clip: only as many words as were said count. Piper's voice
+    # differs at each run (its noise is random), and tiny.en often hears "timer" as "time or"
+    # (in 7 of 8 runs, both times in 2 of them, which failed): that one counts as heard right
+    said = re.sub(r"\btime or\b", "timer", heard(engines, run.reply_wav), flags=re.IGNORECASE)
     expected = "Timer set for 5 seconds. Time's up, your timer for 5 seconds is done."
     assert "is done" in normalise(said)
     assert wer(expected, " ".join(said.split()[:len(expected.split())])) <= 0.35, said
