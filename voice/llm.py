@@ -153,7 +153,9 @@ class LlmStage(Stage):
         """Between turns: read the conversation so far, so that the next turn's prompt costs only
         the user's new words (~20 tokens instead of the last reply and them, or after a restart
         or a trim of the history, instead of all of it: ~4 s for 1900 tokens on 2 cores)."""
-        if self.inbox.empty() and hasattr(self.model, "prefill"):  # a turn waiting goes first
+        if not self.inbox.empty():  # a turn waiting goes first
+            return
+        if hasattr(self.model, "prefill"):
             self.model.prefill(self.conversation.messages(""))
         release_freed_memory()
 
