@@ -10,9 +10,10 @@ import soxr
 from conftest import normalise, wer
 from room import RATE, Room
 from voice.capture import read_audio
-from voice.echo import EchoCanceller
+from voice.echo import EchoCanceller, EchoStage
 from voice.metrics import TurnMetrics
 from voice.pipeline import Pipeline
+from voice.vad import WebRtcVad
 
 
 def run_room(config, engines, room, echo: bool, on_event=None):
@@ -25,6 +26,10 @@ def run_room(config, engines, room, echo: bool, on_event=None):
         pipeline.bus.subscribe(lambda e: on_event(pipeline, e))
     pipeline.run()
     return pipeline, metrics.turns, events
+
+
+def echo_stage(pipeline: Pipeline) -> EchoStage:
+    return next(stage for stage in pipeline.stages if isinstance(stage, EchoStage))
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +56,7 @@ def cancel(canceller: EchoCanceller, played: np.ndarray, mic: np.ndarray, only_w
     for i in range(0, len(mic) - 320 + 1, 320):
         if not only_while_playing or np.any(played[i:i + 320]):
             canceller.reference(played[i:i + 320], RATE, t=i / RATE)
-        out[i:i + 320] = canceller.process(mic[i:i + 320], t=(i + 320) / RATE)
+        out[i:i + 320], _ = canceller.process(mic[i:i + 320], t=(i + 320) / RATE)
     return out
 
 
@@ -104,7 +109,41 @@ def test_echo_canceller_stays_out_of_the_way_when_the_microphone_does_not_hear_t
         assert canceller.hears_speaker != headphones and not canceller.settled  # 1 s of 3
         canceller.reference(far[:320], RATE, t=len(far) / RATE)
         # with headphones the user's voice goes on as it is, not through the module
-        assert np.array_equal(canceller.process(voice, t=len(far) / RATE + 0.02), voice) == headphones
+        assert np.array_equal(canceller.process(voice, t=len(far) / RATE + 0.02)[0], voice) == headphones
+
+
+def test_the_start_of_a_reply_the_canceller_lets_through_is_judged_the_assistants_own(config, engines, shared_clips):
+    """The speaker's delay moves from one reply to the next (as a sound server's buffering does)
+    and the module lets each reply's first few hundred ms through: those frames are judged the
+    assistant's, so they cannot interrupt it; a user talking over the reply after that is not."""
+    delays_ms, gap = (40, 10, 25), int(1.2 * RATE)
+    played, mic = [], []
+    for text, delay_ms in zip(("Once upon a time there was a dragon who lived in a cave.",
+                               "He liked gold and he liked to sleep.", "Paris is the capital of France."), delays_ms):
+        reply = np.concatenate([far_end(engines, text), np.zeros(gap, np.float32)])
+        room = Room(np.zeros(1, np.int16), echo_gain_db=-6, echo_delay_ms=delay_ms)
+        played.append(reply)
+        mic.append(np.convolve(np.concatenate([np.zeros(room.delay, np.float32), reply]), room.ir)[:len(reply)])
+    starts = np.cumsum([0, *map(len, played)])[:-1]
+    played, mic = np.concatenate(played), np.concatenate(mic)
+    clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
+    user = read_audio(clip["path"]).astype(np.float32) / 32768
+    user_at = starts[2] + int(0.6 * RATE)
+    mic[user_at:user_at + len(user)] += user[:len(mic) - user_at]
+    mic = (np.clip(mic, -1, 1) * 32767).astype(np.int16)
+
+    canceller, vad, judged = EchoCanceller(config.echo, delay_ms=40), WebRtcVad(2, RATE), []
+    for i in range(0, len(mic) - 320 + 1, 320):
+        canceller.reference(played[i:i + 320], RATE, t=i / RATE)
+        out, echo_only = canceller.process(mic[i:i + 320], t=(i + 320) / RATE)
+        voiced = db(out) > db(np.full(320, 58)) and vad.is_speech(out)  # above -55 dBFS, as the VAD stage
+        judged.append((i, voiced, echo_only))
+    leaks = [j for i, voiced, j in judged if voiced and starts[1] <= i < starts[1] + RATE // 2]
+    assert len(leaks) >= 8, "the changed delay makes the module let the reply's start through"
+    assert all(leaks), f"{leaks.count(False)} of {len(leaks)} frames of its own voice would count as the user"
+    over = [j for i, voiced, j in judged if voiced and user_at + RATE // 2 <= i < user_at + len(user)
+            and np.abs(played[i:i + 320]).max() > 0.01]  # while the reply plays
+    assert len(over) >= 10 and over.count(False) >= 0.8 * len(over), "the user talking over it is heard"
 
 
 def test_no_self_trigger_with_echo_cancellation(config, engines, question):
@@ -133,7 +172,7 @@ def test_barge_in_stops_the_reply_and_the_user_is_heard(config, engines, questio
         # once the canceller has settled (3 s of the assistant's voice: before, it gates the user's
         # first frames too, see README), while the reply plays: a fixed delay after the reply began
         # came too early when synthesis left gaps in it
-        if not said and event.kind == "level" and pipeline.speaking.is_set() and pipeline.vad.echo_settled():
+        if not said and event.kind == "level" and pipeline.speaking.is_set() and echo_stage(pipeline).canceller.settled:
             said["t"] = event.t + 0.2
             said["i"] = room._now_index() + int(0.2 * RATE)
             room.say(interruption, after_s=0.2)

@@ -13,6 +13,10 @@ the machine's load at every sentence; both let the start of a reply through, whi
 interrupted itself. So the playback thread lays the reference out on the clock (a block sounds
 right after the one before it, or now if the speaker was idle) and the echo stage hands the
 module, before each microphone frame, the reference of that frame's moment, or silence.
+
+What the module lets through of the assistant is not always quiet (while it is new, and at the
+start of a reply), so each frame also carries the canceller's judgement, `echo_only`: the VAD
+does not count such a frame as the user's voice.
 """
 
 from __future__ import annotations
@@ -39,6 +43,21 @@ HISTORY_S = 1.0  # a speaker idle for longer than this starts a new reference ti
 SETTLE_S = 3.0  # the module lets some echo through until it has heard this much of the assistant
 AUDIBLE = 32  # int16 peak: -60 dBFS
 COUPLING_FRAMES = 100  # the last second of the assistant's voice tells whether the microphone hears it
+# The module lets the first 100-250 ms of a reply after a pause through, 0-10 dB down, when the
+# speaker's delay moved since the last reply (measured on the virtual devices with delay hints of
+# 20-60 ms; the assistant then interrupted itself in 2 of 5 replies): a frame there that the echo
+# alone explains is the assistant's. The echo's level is the reference's loudest over the last
+# ECHO_SPAN_FRAMES (our timeline is 5-45 ms ahead of the microphone here) plus the gain measured
+# on frames the module took over CLEARLY_ECHO_DB out of. A user who talks over those 500 ms counts
+# only where louder than that: an interruption right at a reply's start stops it later.
+ONSET_QUIET_FRAMES = 30  # a reply (or a piece) that starts after 300 ms of silence ...
+ONSET_FRAMES = 50  # ... has its first 500 ms judged so
+ECHO_SPAN_FRAMES = 12
+CLEARLY_ECHO_DB = 20.0
+ECHO_GAIN_FRAMES = 300  # the last 3 s of such frames give the echo's gain ...
+ECHO_GAIN_PERCENTILE = 95  # ... as their 95th percentile
+ECHO_MARGIN_DB = 3.0
+NEW_CANCELLER_DB = 12.0  # until settled, a frame the module took this much out of was mostly the assistant
 
 
 class EchoCanceller:
@@ -57,6 +76,11 @@ class EchoCanceller:
         self._heard = 0  # frames of audible reference handed to the module so far
         # of the latest of them, whether the microphone picked anything up at the same time
         self._coupling: collections.deque[bool] = collections.deque(maxlen=COUPLING_FRAMES)
+        self._reference_db: collections.deque[float] = collections.deque(maxlen=ECHO_SPAN_FRAMES)
+        self._echo_gain: collections.deque[float] = collections.deque(maxlen=ECHO_GAIN_FRAMES)
+        self._echo_gain_db = 0.0  # until measured: the echo as loud as the reference
+        self._quiet = ONSET_QUIET_FRAMES  # frames since the reference was last audible
+        self._since_onset = ONSET_FRAMES + 1  # frames since it became audible after a pause
         log.info("echo cancellation on (stream delay %d ms, noise suppression %s)", delay_ms,
                  "on" if config.noise_suppression else "off")
 
@@ -76,22 +100,47 @@ class EchoCanceller:
             else:
                 self._ref, self._ref_t = to_int16(block), now
 
-    def process(self, pcm: np.ndarray, t: float | None = None) -> np.ndarray:
-        """Microphone audio (int16 at 16 kHz, a whole number of 10 ms frames) with the echo removed;
+    def process(self, pcm: np.ndarray, t: float | None = None) -> tuple[np.ndarray, bool]:
+        """Microphone audio (int16 at 16 kHz, a whole number of 10 ms frames) with the echo removed,
+        and whether what is left of it is the assistant's own voice (see `_echo_only`);
         `t`: when its last sample was captured, default now."""
         out = np.empty_like(pcm)
         start = (time.monotonic() if t is None else t) - len(pcm) / RATE
+        echo_only = True
         for i in range(0, len(pcm) - FRAME + 1, FRAME):
-            reference = self._reference_at(start + i / RATE)
-            if np.abs(reference).max() > AUDIBLE:
+            reference, mic = self._reference_at(start + i / RATE), pcm[i:i + FRAME]
+            audible = np.abs(reference).max() > AUDIBLE
+            if audible:
                 self._heard += 1
-                self._coupling.append(bool(np.abs(pcm[i:i + FRAME]).max() > AUDIBLE))
+                self._coupling.append(bool(np.abs(mic).max() > AUDIBLE))
             self.apm.process_reverse_stream(self._frame(reference))
-            frame = self._frame(pcm[i:i + FRAME])
+            frame = self._frame(mic)
             self.apm.set_stream_delay_ms(self.delay_ms)  # the module wants it before each capture frame
             self.apm.process_stream(frame)
             out[i:i + FRAME] = np.frombuffer(frame.data, np.int16)
-        return out if self.hears_speaker else pcm
+            echo_only &= self._echo_only(audible, level_db(reference), level_db(mic), level_db(out[i:i + FRAME]))
+        if not self.hears_speaker:
+            return pcm, False
+        return out, echo_only
+
+    def _echo_only(self, audible: bool, reference_db: float, mic_db: float, out_db: float) -> bool:
+        """Whether a 10 ms frame's remains are the assistant's voice: while the module is new, one
+        it took most of; at the start of a reply, one no louder than its echo would be."""
+        if audible and self._quiet >= ONSET_QUIET_FRAMES:
+            self._since_onset = 0
+        self._quiet = 0 if audible else self._quiet + 1
+        self._since_onset += 1
+        self._reference_db.append(reference_db)
+        if self._quiet >= ECHO_SPAN_FRAMES:  # nothing the microphone could still be hearing
+            return False
+        echo_db, removed = max(self._reference_db), mic_db - out_db
+        if removed > CLEARLY_ECHO_DB:
+            self._echo_gain.append(mic_db - echo_db)
+            if len(self._echo_gain) >= COUPLING_FRAMES // 4:
+                self._echo_gain_db = float(np.percentile(self._echo_gain, ECHO_GAIN_PERCENTILE))
+        if not self.settled and removed > NEW_CANCELLER_DB:
+            return True
+        return self._since_onset <= ONSET_FRAMES and mic_db < echo_db + self._echo_gain_db + ECHO_MARGIN_DB
 
     @property
     def hears_speaker(self) -> bool:
@@ -133,11 +182,10 @@ class EchoStage(Stage):
         self.canceller = canceller
 
     def handle(self, frame: AudioFrame) -> None:
-        cleaned = self.canceller.process(frame.pcm, frame.t)
-        self.emit(AudioFrame(cleaned, frame.sample_rate, frame.t, removed_db(frame.pcm, cleaned)))
+        cleaned, echo_only = self.canceller.process(frame.pcm, frame.t)
+        self.emit(AudioFrame(cleaned, frame.sample_rate, frame.t, echo_only))
 
 
-def removed_db(raw: np.ndarray, cleaned: np.ndarray) -> float:
-    def energy(pcm: np.ndarray) -> float:
-        return float(np.mean(pcm.astype(np.float32) ** 2)) + 1.0
-    return 10 * np.log10(energy(raw) / energy(cleaned))
+def level_db(pcm: np.ndarray) -> float:
+    """Mean power of int16 audio in dB over one step of int16 (silence: 0)."""
+    return 10 * float(np.log10(np.mean(pcm.astype(np.float32) ** 2) + 1.0))

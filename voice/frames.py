@@ -18,7 +18,7 @@ class AudioFrame:
     pcm: np.ndarray  # int16, mono
     sample_rate: int  # Hz
     t: float  # monotonic seconds at the frame's last sample
-    echo_removed_db: float = 0.0  # how much quieter the echo canceller made it (0 without one)
+    echo_only: bool = False  # the echo canceller judged what is left of it the assistant's own voice
 
     @property
     def duration(self) -> float:

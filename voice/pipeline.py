@@ -100,8 +100,7 @@ class Pipeline:
             *([EchoStage(echo, q["audio"], q["clean"], stop, bus)] if echo else []),
             VadStage(config.vad, config.audio.frame_ms, mic, q["utterance"], stop, bus,
                      self.turns, listen_gate=self._may_listen, auto_open=not config.hotkey.key,
-                     control=self.control, is_speaking=self.speaking.is_set, barge_in=self.interrupt,
-                     echo_settled=(lambda: echo.settled) if echo else (lambda: True)),
+                     control=self.control, is_speaking=self.speaking.is_set, barge_in=self.interrupt),
             SttStage(config.stt, engines.transcriber, q["utterance"], q["transcript"], stop, bus,
                      wake=WakePhrase(config.hotkey.wake_phrase, config.hotkey.follow_up_s)
                      if config.hotkey.wake_phrase else None, is_retracted=self.turns.is_retracted),

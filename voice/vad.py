@@ -77,7 +77,6 @@ class Dropped:
 
 # Speculation pays on short questions; on a long turn each pause would cost a long transcription.
 SPECULATE_MAX_S = 10
-ECHO_DOMINATED_DB = 12.0  # a frame the echo canceller made this much quieter was mostly the assistant
 
 Outcome = Opened | Paused | Resumed | Closed | Dropped | None
 
@@ -249,7 +248,7 @@ class VadStage(Stage):
                  stop: threading.Event, bus: EventBus, turns: Turns,
                  listen_gate: Callable[[], bool] = lambda: True, auto_open: bool = True,
                  control: queue.Queue | None = None, is_speaking: Callable[[], bool] = lambda: False,
-                 barge_in: Callable[[], None] = lambda: None, echo_settled: Callable[[], bool] = lambda: True) -> None:
+                 barge_in: Callable[[], None] = lambda: None) -> None:
         super().__init__("vad", inbox, outbox, stop, bus)
         self.control = control
         self.held = False  # push-to-talk is down
@@ -261,7 +260,6 @@ class VadStage(Stage):
         self.min_rms = 32768.0 * 10 ** (config.min_level_dbfs / 20)
         self.listen_gate = listen_gate
         self.is_speaking, self.barge_in, self.barge_in_ms = is_speaking, barge_in, config.barge_in_ms
-        self.echo_settled = echo_settled
         self.early_end_ms = config.early_end_ms
         self._speculative: int | None = None  # turn started at a pause, not yet decided for good
         self._pause: Paused | None = None  # where it started
@@ -291,12 +289,9 @@ class VadStage(Stage):
     def _voiced(self, frame: AudioFrame) -> bool:
         """webrtcvad's answer, but never for audio below the level floor (webrtcvad calls faint
         noise speech, such as the comfort noise the echo canceller adds while the assistant talks),
-        nor, while the assistant talks and the echo canceller is new, for a frame it took most of:
-        its leaks are 15-20 dB under the echo they come from, a person talking over it loses less."""
+        nor for what the echo canceller let through of the assistant's own voice (voice.echo)."""
         rms = float(np.sqrt(np.mean(frame.pcm.astype(np.float32) ** 2)))
-        if rms < self.min_rms:
-            return False
-        if frame.echo_removed_db > ECHO_DOMINATED_DB and self.is_speaking() and not self.echo_settled():
+        if rms < self.min_rms or frame.echo_only:
             return False
         return self.vad.is_speech(frame.pcm)
 
