@@ -194,5 +194,5 @@ def test_barge_in_stops_the_reply_and_the_user_is_heard(config, engines, questio
     assert later, turns
     assert wer(clip["transcript"], " ".join(t["transcript"] for t in later)) <= 0.35
     history = pipeline.conversation.messages("x")
-    assert history[2]["content"] == first["reply"].removesuffix("..."), history[2]  # only what was heard
+    assert history[2]["content"] == first["reply"], history[2]  # only what was heard
     assert history[3]["content"].startswith("(I interrupted you.) "), history[3]

@@ -50,7 +50,7 @@ class ConsolePrinter:
                 text = f"{' '.join(written.split())} [interrupted]" if written else ""
             line = f"{who}: {text}" if text else f"{who}: (no reply)"
         elif event.kind == "interrupted":
-            line = f"(interrupted after: {event.text!r})"
+            line = f"(interrupted after: {heard_as_shown(event)!r})"
         elif event.kind == "error":
             line = f"error: {event.text}"
         elif event.kind == "device":
@@ -68,3 +68,8 @@ class ConsolePrinter:
         if line is not None:
             with self._lock:
                 print(line, file=self.out, flush=True)
+
+
+def heard_as_shown(event) -> str:
+    """The words of a reply heard before an interruption, "..." where it broke off mid-sentence."""
+    return event.text + ("..." if event.data.get("cut") else "")

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QGridLayout, 
                                QPushButton, QTextBrowser, QVBoxLayout, QWidget)
 
 from .config import Config
+from .console import heard_as_shown
 from .frames import Event
 from .hotkey import KeySpec
 from .level import FLOOR_DBFS
@@ -223,7 +224,7 @@ class AssistantWindow(QWidget):
         elif kind == "sentence" and event.turn_id is not None:
             self.conversation.reply_part(event.turn_id, event.text)
         elif kind == "reply_done" and event.turn_id is not None:  # an interrupted one holds what was heard
-            self.conversation.reply_done(event.turn_id, event.text,
+            self.conversation.reply_done(event.turn_id, heard_as_shown(event),
                                          " [interrupted]" if event.data.get("interrupted") else "")
         elif kind == "error":
             self.conversation.add("note", f"Error: {event.text}")

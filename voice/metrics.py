@@ -58,6 +58,7 @@ class TurnMetrics:
             elif event.kind == "interrupted":
                 record["interrupted"] = True
                 record["heard_reply"] = event.text
+                record["cut"] = bool(event.data.get("cut"))
             elif event.kind == "error":
                 record.setdefault("errors", []).append(event.text)
             elif event.kind == "turn_retracted":  # speculation thrown away: not a turn

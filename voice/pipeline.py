@@ -136,10 +136,7 @@ class Pipeline:
             forget = event.turn_id in self._forget
             self._forget.discard(event.turn_id)
             if event.kind == "reply_done" and user and event.text and not forget:
-                interrupted = bool(event.data.get("interrupted"))
-                # without the console's "...": the small model copies what its own messages look like
-                heard = event.text.removesuffix("...") if interrupted else event.text
-                self.conversation.add(Turn(user, heard, interrupted=interrupted))
+                self.conversation.add(Turn(user, event.text, interrupted=bool(event.data.get("interrupted"))))
                 self._warm_up()
 
     def _warm_up(self) -> None:

@@ -172,7 +172,8 @@ class PlaybackStage(Stage):
 
     A speculative turn's audio waits here until the turn is committed, and is dropped if it
     is cancelled. A turn cancelled while playing (barge-in) stops between two blocks; the
-    words heard so far are reported with an `interrupted` event and its `reply_done`.
+    words heard so far are reported with an `interrupted` event and its `reply_done` (`cut`: the
+    last of them broke off mid-sentence; a display marks that with "...").
     `speaking` is set from a reply's first block until its end. `on_played` gets every block
     the sink played, with the time it was handed over (the echo canceller's reference: a block a
     lost speaker dropped made no echo).
@@ -189,7 +190,7 @@ class PlaybackStage(Stage):
         self.on_played = on_played
         self._heard: dict[int, list[str]] = {}  # turn -> sentences (or parts) played so far
         self._played_s: dict[int, float] = {}
-        self._cut: set[int] = set()  # turns whose interruption has been reported
+        self._cut: dict[int, bool] = {}  # turns whose interruption has been reported -> cut mid-sentence
 
     def handle(self, item: SpeechAudio | ReplyEnd) -> None:
         if not self.turns.wait_committed(item.turn_id, self.stop):
@@ -228,24 +229,25 @@ class PlaybackStage(Stage):
         part = " ".join(words[:int(len(words) * fraction)])
         heard = self._heard.setdefault(item.turn_id, [])
         if part:
-            heard.append(part + "...")
-        self._cut.add(item.turn_id)
+            heard.append(part)
+        self._cut[item.turn_id] = bool(part)
         self.speaking.clear()
-        self.bus.emit("interrupted", item.turn_id, " ".join(heard))
+        self.bus.emit("interrupted", item.turn_id, " ".join(heard), cut=bool(part))
 
     def _end(self, end: ReplyEnd) -> None:
         committed, cancelled = self.turns.is_committed(end.turn_id), self.turns.is_cancelled(end.turn_id)
         self.turns.done(end.turn_id)
         heard = self._heard.pop(end.turn_id, None)
         played = self._played_s.pop(end.turn_id, 0.0)
-        self._cut.discard(end.turn_id)
+        cut = self._cut.pop(end.turn_id, False)
         if heard is not None:
             self.bus.emit("playback_end", end.turn_id, played_s=round(played, 3))
         self.speaking.clear()
         if not committed:  # retracted speculation: nobody asked
             return
         if cancelled:
-            self.bus.emit("reply_done", end.turn_id, " ".join(heard or []), interrupted=True, written=end.text)
+            self.bus.emit("reply_done", end.turn_id, " ".join(heard or []), interrupted=True, cut=cut,
+                          written=end.text)
         else:
             self.bus.emit("reply_done", end.turn_id, end.text)
 
