@@ -146,6 +146,17 @@ def test_the_start_of_a_reply_the_canceller_lets_through_is_judged_the_assistant
     assert len(over) >= 10 and over.count(False) >= 0.8 * len(over), "the user talking over it is heard"
 
 
+def test_what_the_speaker_dropped_at_an_interruption_leaves_the_reference(config, engines):
+    """Blocks handed to the speaker but dropped unplayed at a barge-in never sounded: the
+    reference holds silence there, as the microphone does."""
+    far = far_end(engines, "The quick brown fox jumps over the lazy dog.")[:RATE]
+    canceller = EchoCanceller(config.echo, delay_ms=40)
+    canceller.reference(far, RATE, t=0.0)  # one second handed over at once, as a primed stream takes it
+    canceller.discard(t=0.5)
+    assert np.abs(canceller._reference_at(0.4)).max() > 0, "what played before stays"
+    assert not canceller._reference_at(0.5).any() and not canceller._reference_at(0.8).any()
+
+
 def test_no_self_trigger_with_echo_cancellation(config, engines, question):
     room = Room(question, echo_gain_db=-6, echo_delay_ms=40, tail_s=12)
     _, turns, _ = run_room(config, engines, room, echo=True)

@@ -100,6 +100,15 @@ class EchoCanceller:
             else:
                 self._ref, self._ref_t = to_int16(block), now
 
+    def discard(self, t: float | None = None) -> None:
+        """The speaker dropped what it had not yet played (at `t`, default now): so does the
+        reference. Those blocks never sounded; the module, told they did while the microphone
+        heard nothing, trusted its echo path less at the next reply's start (seen in recordings
+        of replies cut at once)."""
+        now = time.monotonic() if t is None else t
+        with self._lock:
+            self._ref = self._ref[:max(0, int(round((now - self._ref_t) * RATE)))]
+
     def process(self, pcm: np.ndarray, t: float | None = None) -> tuple[np.ndarray, bool]:
         """Microphone audio (int16 at 16 kHz, a whole number of 10 ms frames) with the echo removed,
         and whether what is left of it is the assistant's own voice (see `_echo_only`);

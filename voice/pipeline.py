@@ -110,7 +110,8 @@ class Pipeline:
                      committed=lambda turn_id: self.turns.wait_committed(turn_id, self.stop_event, final=True)),
             TtsStage(engines.synthesizer, q["sentence"], q["speech"], stop, bus, self.turns.is_cancelled),
             PlaybackStage(config.output, sink, q["speech"], stop, bus, self.speaking, self.turns,
-                          on_played=echo.reference if echo else None),
+                          on_played=echo.reference if echo else None,
+                          on_discarded=echo.discard if echo else None),
         ]
         self.capture = self.stages[0]
         self.vad = next(stage for stage in self.stages if isinstance(stage, VadStage))

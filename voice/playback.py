@@ -176,18 +176,19 @@ class PlaybackStage(Stage):
     last of them broke off mid-sentence; a display marks that with "...").
     `speaking` is set from a reply's first block until its end. `on_played` gets every block
     the sink played, with the time it was handed over (the echo canceller's reference: a block a
-    lost speaker dropped made no echo).
+    lost speaker dropped made no echo), and `on_discarded` the time the sink dropped what it held.
     """
 
     def __init__(self, config: OutputConfig, sink: AudioSink, inbox: queue.Queue, stop: threading.Event,
                  bus: EventBus, speaking: threading.Event, turns: Turns,
-                 on_played: Callable[[np.ndarray, int, float], None] | None = None) -> None:
+                 on_played: Callable[[np.ndarray, int, float], None] | None = None,
+                 on_discarded: Callable[[float], None] | None = None) -> None:
         super().__init__("playback", inbox, None, stop, bus)
         self.sink = sink
         self.block = max(1, sink.sample_rate * config.block_ms // 1000)
         self.speaking = speaking
         self.turns = turns
-        self.on_played = on_played
+        self.on_played, self.on_discarded = on_played, on_discarded
         self._heard: dict[int, list[str]] = {}  # turn -> sentences (or parts) played so far
         self._played_s: dict[int, float] = {}
         self._cut: dict[int, bool] = {}  # turns whose interruption has been reported -> cut mid-sentence
@@ -225,6 +226,8 @@ class PlaybackStage(Stage):
 
     def _interrupt(self, item: SpeechAudio, fraction: float) -> None:
         self.sink.discard()
+        if self.on_discarded is not None:
+            self.on_discarded(time.monotonic())
         words = item.text.split()
         part = " ".join(words[:int(len(words) * fraction)])
         heard = self._heard.setdefault(item.turn_id, [])
