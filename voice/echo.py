@@ -33,6 +33,7 @@ import soxr
 from .capture import to_int16
 from .config import EchoConfig
 from .frames import AudioFrame
+from .level import dbfs
 from .stage import EventBus, Stage
 
 log = logging.getLogger(__name__)
@@ -127,22 +128,24 @@ class EchoCanceller:
             self.apm.set_stream_delay_ms(self.delay_ms)  # the module wants it before each capture frame
             self.apm.process_stream(frame)
             out[i:i + FRAME] = np.frombuffer(frame.data, np.int16)
-            echo_only &= self._echo_only(audible, level_db(reference), level_db(mic), level_db(out[i:i + FRAME]))
+            echo_only &= self._echo_only(audible, reference, mic, out[i:i + FRAME])
         if not self.hears_speaker:
             return pcm, False
         return out, echo_only
 
-    def _echo_only(self, audible: bool, reference_db: float, mic_db: float, out_db: float) -> bool:
-        """Whether a 10 ms frame's remains are the assistant's voice: while the module is new, one
-        it took most of; at the start of a reply, one no louder than its echo would be."""
+    def _echo_only(self, audible: bool, reference: np.ndarray, mic: np.ndarray, out: np.ndarray) -> bool:
+        """Whether a 10 ms frame's remains (`out`) are the assistant's voice: while the module is
+        new, one it took most of; at the start of a reply, one no louder than its echo would be."""
         if audible and self._quiet >= ONSET_QUIET_FRAMES:
             self._since_onset = 0
         self._quiet = 0 if audible else self._quiet + 1
         self._since_onset += 1
-        self._reference_db.append(reference_db)
         if self._quiet >= ECHO_SPAN_FRAMES:  # nothing the microphone could still be hearing
+            self._reference_db.clear()
             return False
-        echo_db, removed = max(self._reference_db), mic_db - out_db
+        self._reference_db.append(dbfs(reference))
+        mic_db = dbfs(mic)
+        echo_db, removed = max(self._reference_db), mic_db - dbfs(out)
         if removed > CLEARLY_ECHO_DB:
             self._echo_gain.append(mic_db - echo_db)
             if len(self._echo_gain) >= COUPLING_FRAMES // 4:
@@ -194,7 +197,3 @@ class EchoStage(Stage):
         cleaned, echo_only = self.canceller.process(frame.pcm, frame.t)
         self.emit(AudioFrame(cleaned, frame.sample_rate, frame.t, echo_only))
 
-
-def level_db(pcm: np.ndarray) -> float:
-    """Mean power of int16 audio in dB over one step of int16 (silence: 0)."""
-    return 10 * float(np.log10(np.mean(pcm.astype(np.float32) ** 2) + 1.0))
