@@ -79,7 +79,6 @@ class EchoCanceller:
         self._coupling: collections.deque[bool] = collections.deque(maxlen=COUPLING_FRAMES)
         self._reference_db: collections.deque[float] = collections.deque(maxlen=ECHO_SPAN_FRAMES)
         self._echo_gain: collections.deque[float] = collections.deque(maxlen=ECHO_GAIN_FRAMES)
-        self._echo_gain_db = 0.0  # until measured: the echo as loud as the reference
         self._quiet = ONSET_QUIET_FRAMES  # frames since the reference was last audible
         self._since_onset = ONSET_FRAMES + 1  # frames since it became audible after a pause
         log.info("echo cancellation on (stream delay %d ms, noise suppression %s)", delay_ms,
@@ -148,11 +147,15 @@ class EchoCanceller:
         echo_db, removed = max(self._reference_db), mic_db - dbfs(out)
         if removed > CLEARLY_ECHO_DB:
             self._echo_gain.append(mic_db - echo_db)
-            if len(self._echo_gain) >= COUPLING_FRAMES // 4:
-                self._echo_gain_db = float(np.percentile(self._echo_gain, ECHO_GAIN_PERCENTILE))
         if not self.settled and removed > NEW_CANCELLER_DB:
             return True
-        return self._since_onset <= ONSET_FRAMES and mic_db < echo_db + self._echo_gain_db + ECHO_MARGIN_DB
+        return self._since_onset <= ONSET_FRAMES and mic_db < echo_db + self._echo_gain_db() + ECHO_MARGIN_DB
+
+    def _echo_gain_db(self) -> float:
+        """The echo's level against the reference's, as measured; until then as loud as it."""
+        if len(self._echo_gain) < COUPLING_FRAMES // 4:
+            return 0.0
+        return float(np.percentile(self._echo_gain, ECHO_GAIN_PERCENTILE))
 
     @property
     def hears_speaker(self) -> bool:
