@@ -26,6 +26,23 @@ def test_first_clause_can_be_cut_at_a_comma():
     assert out == ["Well, the answer is simple,", "it is forty two.", "Yes."]
 
 
+def test_first_piece_can_end_before_a_phrase_once_the_sentence_goes_on():
+    """Replies SmolLM2 wrote in the bench: the listener waits for the first piece only."""
+    out = feed(SentenceSplitter(first_clause_words=4), "The planet Earth is the only planet in our solar "
+               "system that we know of. The true printed book was produced by the 19th century.")
+    assert out == ["The planet Earth is the only planet", "in our solar system that we know of.",
+                   "The true printed book was produced by the 19th century."]  # only the first piece
+
+
+def test_first_piece_is_not_cut_near_the_end_of_a_sentence_or_inside_a_phrase():
+    for text, first in [
+            ("The capital of France is Paris.", "The capital of France is Paris."),  # too few words before "of"
+            ("Tea is best brewed in water.", "Tea is best brewed in water."),  # ends two words after "in"
+            ("The moon is a mysterious and beautiful body.", "The moon is a mysterious and beautiful body."),
+            ("The most common type of tea is green tea, said to be", "The most common type of tea is green tea,")]:
+        assert feed(SentenceSplitter(first_clause_words=4), text)[0] == first  # "and", "of", "to" join words
+
+
 def test_markup_and_emoji_are_not_spoken():
     assert clean_for_speech("**Sure!** 😀 Here:\n- one\n- two") == "Sure! Here: one two"
 

@@ -1,8 +1,10 @@
 """Streamed LLM tokens to speakable sentences.
 
 A sentence ends at . ! ? or a line break followed by more text; abbreviations, decimals
-and initials do not end one. The first piece of a reply may be cut early at a comma
-(`first_clause_words`) so speech starts sooner. A sentence longer than `max_words` words is
+and initials do not end one. The first piece of a reply may be cut early (`first_clause_words`) so speech starts
+sooner: at a comma, or before a word that opens a phrase ("in", "that", "and", ...) once the
+sentence has gone on past it: the listener waits for that piece to be written and synthesized,
+and Piper leaves a comma's pause (~230 ms) between two pieces. A sentence longer than `max_words` words is
 spoken in pieces, cut at a comma, else before a word that opens a clause ("and", "which", ...),
 else after `max_words` words: Piper holds on to ~20 MB of memory per second of the longest
 piece it has spoken, and the listener waits for a whole piece to be synthesized. Markdown,
@@ -21,8 +23,13 @@ _EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\uFE0F\u200D]+")
 _CLAUSE = re.compile(r"[,;:](\s+)")
 _WORD = re.compile(r"\S+(?=\s)")  # a word the model has finished writing
 _OPENS_CLAUSE = {"and", "but", "or", "so", "because", "which", "that", "who", "where", "when", "while", "as", "if"}
+# where a reply's first piece may end: not before "and", "or", "as", "of", "to", which as often join
+# two words ("mysterious | and beautiful", "type | of tea") as open a phrase
+_OPENS_PHRASE = (_OPENS_CLAUSE - {"and", "or", "as"}) | {"in", "on", "at", "for", "with", "from", "by", "about",
+                                                         "into", "during", "after", "before", "since", "until"}
 MIN_PIECE_WORDS = 3  # no piece of a long sentence is shorter
 LOOKAHEAD_WORDS = 4  # a sentence is cut only once it has run this far past `max_words`: most end before
+PHRASE_LOOKAHEAD_WORDS = 2  # the first piece ends before a phrase only once this many words of it are written
 
 
 def clean_for_speech(text: str) -> str:
@@ -74,8 +81,11 @@ class SentenceSplitter:
         for m in _END.finditer(self._buf):
             if _is_boundary(self._buf, m.end(1)):
                 return m.end()
-        if self._emitted == 0 and self.first_clause_words and (commas := self._commas(self.first_clause_words)):
-            return commas[0]
+        if self._emitted == 0 and self.first_clause_words:
+            commas = self._commas(self.first_clause_words)
+            cut = commas[0] if commas else self._phrase_cut()
+            if cut is not None:
+                return cut
         if self.max_words:
             return self._long_cut()
         return None
@@ -91,6 +101,16 @@ class SentenceSplitter:
             return commas[-1]
         opens = [w.start() for w in words[MIN_PIECE_WORDS:] if w.group().lower() in _OPENS_CLAUSE]
         return opens[-1] if opens else words[self.max_words].start()
+
+    def _phrase_cut(self) -> int | None:
+        """Before the first word that opens a phrase with `first_clause_words` words before it,
+        once PHRASE_LOOKAHEAD_WORDS of the phrase are written and the sentence has not ended:
+        a short sentence ("A week is seven days.") stays whole."""
+        words = list(_WORD.finditer(self._buf))
+        for i in range(self.first_clause_words, len(words) - PHRASE_LOOKAHEAD_WORDS + 1):
+            if words[i].group().lower() in _OPENS_PHRASE:
+                return words[i].start()
+        return None
 
     def _commas(self, min_words: int) -> list[int]:
         """Where a piece may end: after a comma, semicolon or colon with `min_words` words before it."""
