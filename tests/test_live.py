@@ -188,3 +188,20 @@ def test_input_overflow_is_counted_and_reported_not_fatal(pulse, monkeypatch, ca
     finally:
         mic.close()
         PORTAUDIO.reinitialise()
+
+
+def test_alsa_lib_notes_go_to_the_log_not_the_terminal(capfd, caplog):
+    """alsa-lib prints "underrun occurred" at each reply's first block after the speaker idled;
+    any of its notes, here the one for a device that does not exist, goes to the log instead."""
+    import ctypes
+    import logging
+
+    from voice.devices import PORTAUDIO
+
+    PORTAUDIO.route_alsa_messages()
+    asound = ctypes.CDLL("libasound.so.2")
+    pcm = ctypes.c_void_p()
+    with caplog.at_level(logging.DEBUG, logger="voice.devices"):
+        assert asound.snd_pcm_open(ctypes.byref(pcm), b"no_such_device", 0, 0) < 0
+    assert "ALSA lib" not in capfd.readouterr().err
+    assert "Unknown PCM" in caplog.text

@@ -15,6 +15,7 @@ dropped stream reopens on its next use, without a message, since its device did 
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 import time
@@ -51,6 +52,7 @@ class _PortAudio:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self._streams: weakref.WeakSet = weakref.WeakSet()
+        self._alsa_handler: Any = None
 
     def register(self, stream: "DeviceStream") -> None:
         with self.lock:
@@ -59,6 +61,30 @@ class _PortAudio:
     def unregister(self, stream: "DeviceStream") -> None:
         with self.lock:
             self._streams.discard(stream)
+
+    def route_alsa_messages(self) -> None:
+        """alsa-lib writes its notes straight to the terminal: "underrun occurred" at the first
+        block of each reply, since the speaker runs dry while the assistant is quiet (harmless:
+        silence ran out). They go to this module's log, at debug level, instead. Once per process;
+        nothing to do where there is no alsa-lib."""
+        with self.lock:
+            if self._alsa_handler is not None:
+                return
+            try:
+                asound = ctypes.CDLL("libasound.so.2")
+            except OSError:
+                self._alsa_handler = False
+                return
+            # void handler(const char *file, int line, const char *function, int err, const char *fmt, ...)
+            handler_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+                                            ctypes.c_char_p)
+
+            def to_log(file: bytes, line: int, function: bytes, err: int, fmt: bytes) -> None:
+                log.debug("alsa-lib %s:%d (%s): %s", (file or b"").decode(errors="replace"), line,
+                          (function or b"").decode(errors="replace"), (fmt or b"").decode(errors="replace"))
+
+            self._alsa_handler = handler_type(to_log)  # kept: alsa-lib calls it for the whole process
+            asound.snd_lib_error_set_handler(self._alsa_handler)
 
     def reinitialise(self) -> None:
         """Close every stream, then restart PortAudio so that it lists the devices present now."""
@@ -96,6 +122,7 @@ class DeviceStream:
 
     def open(self) -> Any:
         """The first opening: errors propagate to the caller (no device at start is fatal)."""
+        PORTAUDIO.route_alsa_messages()
         with PORTAUDIO.lock:
             self.stream = self._open_stream()
             return self.stream
