@@ -11,7 +11,7 @@ import soxr
 from conftest import normalise, wer
 from room import RATE, Room
 from voice.capture import read_audio
-from voice.echo import EchoCanceller, EchoStage
+from voice.echo import RESEMBLES, EchoCanceller, EchoStage, resemblance
 from voice.metrics import TurnMetrics
 from voice.pipeline import Pipeline
 from voice.vad import WebRtcVad
@@ -150,6 +150,45 @@ def test_the_start_of_a_reply_the_canceller_lets_through_is_judged_the_assistant
     over = [j for i, voiced, j in judged if voiced and user_at + RATE // 2 <= i < user_at + len(user)
             and np.abs(played[i:i + 320]).max() > 0.01]  # while the reply plays
     assert len(over) >= 10 and over.count(False) >= 0.8 * len(over), "the user talking over it is heard"
+
+
+def test_the_assistants_echo_resembles_what_it_played_and_a_user_does_not(engines, shared_clips):
+    """80 ms of the microphone against the 240 ms of reply before it: the reply through the room
+    (reverberation included) resembles it, the recorded user speaking at the same time does not."""
+    far = far_end(engines, "Once upon a time there was a dragon who lived in a cave.")
+    echo = room_echo(far)
+    clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
+    user = read_audio(clip["path"]).astype(np.float32) / 32768
+    near_n, far_n = 1280, 3840
+    echoes, users = [], []
+    for i in range(far_n - near_n, min(len(far), len(user)) - near_n, 320):
+        if np.sqrt(np.mean(echo[i:i + near_n] ** 2)) > 0.003:  # the reply is sounding
+            window = far[i + near_n - far_n:i + near_n]
+            echoes.append(resemblance(echo[i:i + near_n], window))
+            users.append(resemblance(user[i:i + near_n], window))
+    assert len(echoes) >= 50
+    assert np.mean(np.array(echoes) >= RESEMBLES) >= 0.9, sorted(echoes)[:10]  # 0.97 measured
+    assert np.mean(np.array(users) >= RESEMBLES) <= 0.2, sorted(users)[-10:]  # 0.14: a user stops it 20 ms later now and then
+
+
+def test_a_reply_the_canceller_lets_through_midway_is_judged_the_assistants_own(config, engines):
+    """The speaker's delay jumps in the middle of a reply (40 -> 10 ms, no pause): the module
+    lets the next few hundred ms through, which must not count as the user."""
+    far = far_end(engines, "Once upon a time there was a dragon who lived in a cave, and he liked gold "
+                           "and he liked to sleep all day long in the dark.")
+    jump = 3 * RATE
+    rooms = [Room(np.zeros(1, np.int16), echo_gain_db=-6, echo_delay_ms=ms) for ms in (40, 10)]
+    echoes = [np.convolve(np.concatenate([np.zeros(r.delay, np.float32), far]), r.ir)[:len(far)] for r in rooms]
+    mic = (np.clip(np.concatenate([echoes[0][:jump], echoes[1][jump:]]), -1, 1) * 32767).astype(np.int16)
+    canceller, vad, leaks = EchoCanceller(config.echo, delay_ms=40), WebRtcVad(2, RATE), []
+    for i in range(0, len(mic) - 320 + 1, 320):
+        canceller.reference(far[i:i + 320], RATE, t=i / RATE)
+        out, echo_only = canceller.process(mic[i:i + 320], t=(i + 320) / RATE)
+        if jump <= i < jump + RATE and db(out) > db(np.full(320, 58)) and vad.is_speech(out):
+            leaks.append(echo_only)
+    assert len(leaks) >= 10, "the jump makes the module let the reply through"
+    slipped = leaks.count(False)
+    assert slipped * 20 < config.vad.barge_in_ms / 2, f"{slipped} of {len(leaks)} frames of its own voice count as the user"
 
 
 def test_what_the_speaker_dropped_at_an_interruption_leaves_the_reference(config, engines):
