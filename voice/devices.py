@@ -80,8 +80,10 @@ class _PortAudio:
                                             ctypes.c_char_p)
 
             def to_log(file: bytes, line: int, function: bytes, err: int, fmt: bytes) -> None:
-                log.debug("alsa-lib %s:%d (%s): %s", (file or b"").decode(errors="replace"), line,
-                          (function or b"").decode(errors="replace"), (fmt or b"").decode(errors="replace"))
+                def text(c_string: bytes | None) -> str:
+                    return (c_string or b"").decode(errors="replace")
+
+                log.debug("alsa-lib %s:%d (%s): %s", text(file), line, text(function), text(fmt))
 
             self._alsa_handler = handler_type(to_log)  # kept: alsa-lib calls it for the whole process
             asound.snd_lib_error_set_handler(self._alsa_handler)

@@ -171,8 +171,9 @@ class EchoCanceller:
         return self._since_onset <= ONSET_FRAMES and mic_db < echo_db + self._echo_gain_db() + ECHO_MARGIN_DB
 
     def _resembles_reference(self, out: np.ndarray) -> bool:
-        """Whether the module's latest output (`out`, ending the last RESEMBLANCE_FRAMES) is what
-        the speaker played lately, let through."""
+        """Whether what the module let through lately (its last RESEMBLANCE_FRAMES of output, of
+        which `out` is the latest) is what the speaker played, with any lag up to
+        RESEMBLANCE_LAG_FRAMES."""
         return (self._quiet < ECHO_SPAN_FRAMES and len(self._far) == self._far.maxlen
                 and dbfs(out) > RESIDUE_FLOOR_DB
                 and resemblance(np.concatenate(self._near), np.concatenate(self._far)) >= RESEMBLES)

@@ -1,15 +1,15 @@
 """Streamed LLM tokens to speakable sentences.
 
 A sentence ends at . ! ? or a line break followed by more text; abbreviations, decimals
-and initials do not end one. The first piece of a reply may be cut early (`first_clause_words`) so speech starts
-sooner: at a comma, or before a word that opens a phrase ("in", "that", "and", ...) once the
-sentence has gone on past it: the listener waits for that piece to be written and synthesized,
-and Piper leaves a comma's pause (~230 ms) between two pieces. A sentence longer than `max_words` words is
-spoken in pieces, cut at a comma, else before a word that opens a clause ("and", "which", ...),
-else after `max_words` words: Piper holds on to ~20 MB of memory per second of the longest
-piece it has spoken, and the listener waits for a whole piece to be synthesized. Markdown,
-emoji and list bullets that a small model likes to write are removed, since they are read
-aloud badly.
+and initials do not end one. The first piece of a reply may be cut early (`first_clause_words`)
+so speech starts sooner: at a comma, or before a word that opens a phrase ("in", "that",
+"because", ...) once the sentence has gone on past it; the listener waits for that piece to be
+written and synthesized, and Piper leaves a comma's pause (~230 ms) between two pieces. A
+sentence longer than `max_words` words is spoken in pieces, cut at a comma, else before a word
+that opens a clause ("and", "which", ...), else after `max_words` words: Piper holds on to
+~20 MB of memory per second of the longest piece it has spoken, and the listener waits for a
+whole piece to be synthesized. Markdown, emoji and list bullets that a small model likes to
+write are removed, since they are read aloud badly.
 """
 
 from __future__ import annotations
