@@ -18,12 +18,12 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
+from . import APP_NAME
 from .config import MemoryConfig
 from .history import Turn
 
 log = logging.getLogger(__name__)
 
-APP_NAME = "voice-assistant"
 DB_NAME = "memory.sqlite3"
 LOAD_TURNS = 200  # more than any context window here holds; older rows stay on disk until --forget
 
