@@ -14,6 +14,7 @@ import soundfile
 import soxr
 
 from conftest import wer
+from voice import models
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = "LJ001-0004.wav"  # "produced the block books, which were the immediate predecessors of the true printed book,"
@@ -129,6 +130,20 @@ def test_bad_config(toml, code, words, speech, tmp_path):
     wav = make_input("float32", speech, tmp_path)
     assert_one_line_error(voice("--config", str(config), "--input", str(wav), "--fast", "--output",
                                 str(tmp_path / "out.wav")), code, *words)
+
+
+def test_a_broken_voice_file_is_one_line_error(speech, tmp_path, monkeypatch):
+    """Not a graph onnxruntime can read (the cache of optimized graphs, voice/tts.py, adds nothing)."""
+    voice_file = tmp_path / "broken.onnx"
+    voice_file.write_bytes(b"\x00" * 4096)
+    voice_file.with_name("broken.onnx.json").write_text(
+        (models.piper_voice_file("bundled").parent / "en_US-joe-medium.onnx.json").read_text())
+    config = tmp_path / "user.toml"
+    config.write_text(f'[tts]\nvoice = "{voice_file}"\n')
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    wav = make_input("float32", speech, tmp_path)
+    assert_one_line_error(voice("--config", str(config), "--input", str(wav), "--fast", "--output",
+                                str(tmp_path / "out.wav")), EXIT_MODEL, "cannot load the Piper voice", str(voice_file))
 
 
 def test_missing_config_file(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -87,17 +88,23 @@ def _session(path: Path):
                                                 providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
             log.warning("tts: the cached voice graph %s cannot be read (%s); optimizing it again", cached, e)
-            cached.unlink(missing_ok=True)
-    first = options(levels.ORT_ENABLE_EXTENDED)
+            with contextlib.suppress(OSError):
+                cached.unlink()
     partial = cached.with_name(f"{cached.name}.{os.getpid()}.part")  # renamed once whole: launches may race
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        first.optimized_model_filepath = str(partial)
-    except OSError as e:
-        log.warning("tts: cannot keep the optimized voice graph in %s: %s", cached.parent, e)
-    session = onnxruntime.InferenceSession(str(path), sess_options=first, providers=providers)
-    if partial.exists():
+        saving = options(levels.ORT_ENABLE_EXTENDED)
+        saving.optimized_model_filepath = str(partial)
+        session = onnxruntime.InferenceSession(str(path), sess_options=saving, providers=providers)
         partial.replace(cached)
+        return session
+    except Exception as e:  # a read-only or full disk, or a broken voice (which the load below tells)
+        not_kept = e
+        with contextlib.suppress(OSError):
+            partial.unlink()
+    session = onnxruntime.InferenceSession(str(path), sess_options=options(levels.ORT_ENABLE_EXTENDED),
+                                           providers=providers)
+    log.warning("tts: cannot keep the optimized voice graph in %s: %s", cached.parent, not_kept)
     return session
 
 
