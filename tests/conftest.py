@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -38,6 +39,13 @@ def private_data_dir(tmp_path_factory, monkeypatch):
 def shared_clips() -> list[dict]:
     manifest = json.loads((SHARED_AUDIO / "manifest.json").read_text())
     return [dict(s, path=SHARED_AUDIO / s["file"]) for s in manifest["samples"]]
+
+
+def steady_speech(synthesizer, text: str) -> np.ndarray:
+    """Piper saying `text` (float32 at its own rate) without its random noise: the same samples at
+    every run, so a test hears the same reply each time."""
+    steady = dataclasses.replace(synthesizer.syn_config, noise_scale=0.0, noise_w_scale=0.0)
+    return np.concatenate([chunk.audio_float_array for chunk in synthesizer.voice.synthesize(text, steady)])
 
 
 @pytest.fixture(scope="session")

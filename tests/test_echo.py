@@ -1,14 +1,13 @@
 """Echo cancellation and barge-in in a simulated room: the microphone hears the assistant's own
 voice (delayed, attenuated, reverberated) on top of a recorded user."""
 
-import dataclasses
 import threading
 
 import numpy as np
 import pytest
 import soxr
 
-from conftest import normalise, wer
+from conftest import normalise, steady_speech, wer
 from room import RATE, Room
 from voice.capture import read_audio
 from voice.echo import RESEMBLES, EchoCanceller, EchoStage, resemblance
@@ -39,17 +38,15 @@ def question(synth_question):
 
 
 def far_end(engines, text: str) -> np.ndarray:
-    """The assistant saying `text` as the speaker gets it (float32), at the room's rate; without
-    Piper's random noise, so that a test hears the same reply at every run."""
+    """The assistant saying `text` as the speaker gets it (float32), at the room's rate; the same
+    samples at every run."""
     tts = engines.synthesizer
-    steady = dataclasses.replace(tts.syn_config, noise_scale=0.0, noise_w_scale=0.0)
-    audio = np.concatenate([chunk.audio_float_array for chunk in tts.voice.synthesize(text, steady)])
-    return soxr.resample(audio, tts.sample_rate, RATE).astype(np.float32)
+    return soxr.resample(steady_speech(tts, text), tts.sample_rate, RATE).astype(np.float32)
 
 
-def room_echo(played: np.ndarray) -> np.ndarray:
-    """What the microphone hears of `played` in the simulated room (-6 dB, 40 ms, reverberation)."""
-    room = Room(np.zeros(1, np.int16), echo_gain_db=-6)
+def room_echo(played: np.ndarray, delay_ms: float = 40) -> np.ndarray:
+    """What the microphone hears of `played` in the simulated room (-6 dB, `delay_ms`, reverberation)."""
+    room = Room(np.zeros(1, np.int16), echo_gain_db=-6, echo_delay_ms=delay_ms)
     return np.convolve(np.concatenate([np.zeros(room.delay, np.float32), played]), room.ir)[:len(played)]
 
 
@@ -125,9 +122,8 @@ def test_the_start_of_a_reply_the_canceller_lets_through_is_judged_the_assistant
     for text, delay_ms in zip(("Once upon a time there was a dragon who lived in a cave.",
                                "He liked gold and he liked to sleep.", "Paris is the capital of France."), delays_ms):
         reply = np.concatenate([far_end(engines, text), np.zeros(gap, np.float32)])
-        room = Room(np.zeros(1, np.int16), echo_gain_db=-6, echo_delay_ms=delay_ms)
         played.append(reply)
-        mic.append(np.convolve(np.concatenate([np.zeros(room.delay, np.float32), reply]), room.ir)[:len(reply)])
+        mic.append(room_echo(reply, delay_ms))
     starts = np.cumsum([0, *map(len, played)])[:-1]
     played, mic = np.concatenate(played), np.concatenate(mic)
     clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
@@ -177,9 +173,8 @@ def test_a_reply_the_canceller_lets_through_midway_is_judged_the_assistants_own(
     far = far_end(engines, "Once upon a time there was a dragon who lived in a cave, and he liked gold "
                            "and he liked to sleep all day long in the dark.")
     jump = 3 * RATE
-    rooms = [Room(np.zeros(1, np.int16), echo_gain_db=-6, echo_delay_ms=ms) for ms in (40, 10)]
-    echoes = [np.convolve(np.concatenate([np.zeros(r.delay, np.float32), far]), r.ir)[:len(far)] for r in rooms]
-    mic = (np.clip(np.concatenate([echoes[0][:jump], echoes[1][jump:]]), -1, 1) * 32767).astype(np.int16)
+    mic = np.concatenate([room_echo(far, 40)[:jump], room_echo(far, 10)[jump:]])
+    mic = (np.clip(mic, -1, 1) * 32767).astype(np.int16)
     canceller, vad, leaks = EchoCanceller(config.echo, delay_ms=40), WebRtcVad(2, RATE), []
     for i in range(0, len(mic) - 320 + 1, 320):
         canceller.reference(far[i:i + 320], RATE, t=i / RATE)

@@ -1,17 +1,15 @@
 """Piper's session: the optimized graph is kept in the user's cache directory between launches."""
 
-import dataclasses
 import logging
 
 import numpy as np
 
+from conftest import steady_speech
 from voice.tts import PiperSynthesizer
 
 
 def speak(synthesizer: PiperSynthesizer) -> np.ndarray:
-    """A sentence without Piper's random noise: the same samples from the same graph."""
-    steady = dataclasses.replace(synthesizer.syn_config, noise_scale=0.0, noise_w_scale=0.0)
-    return np.concatenate([c.audio_float_array for c in synthesizer.voice.synthesize("Hello there, how are you?", steady)])
+    return steady_speech(synthesizer, "Hello there, how are you?")
 
 
 def test_the_optimized_voice_graph_is_kept_and_read_back(config, tmp_path, monkeypatch, caplog):
