@@ -53,11 +53,9 @@ def load_engines(config: Config) -> Engines:
 
     In parallel it took 0.56 s instead of 0.61 s on 2 cores, but their loading peaks (Whisper's
     int8 conversion holds ~100 MB for a moment) added up: 522 MB at the high-water mark
-    instead of 429 MB."""
-    engines = Engines(WhisperTranscriber(config.stt), make_chat_model(config), PiperSynthesizer(config.tts))
-    if hasattr(engines.chat, "warm_up"):
-        engines.chat.warm_up(config.llm.system_prompt)
-    return engines
+    instead of 429 MB. The LLM reads its system prompt when the pipeline starts, on the LLM
+    stage's thread (see LlmStage)."""
+    return Engines(WhisperTranscriber(config.stt), make_chat_model(config), PiperSynthesizer(config.tts))
 
 
 class Pipeline:
@@ -184,8 +182,7 @@ class Pipeline:
         self.control.put(Mute(muted, time.monotonic()))
 
     def start(self) -> "Pipeline":
-        if self.conversation.turns:  # restored from memory: read it before the first question
-            self._warm_up()
+        self._warm_up()  # the system prompt, and a conversation restored from memory, before the first question
         for stage in self.stages:
             stage.start()
         self.supervisor.start()
