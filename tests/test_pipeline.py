@@ -125,3 +125,35 @@ def test_missing_model_is_named(tmp_path):
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 4, proc.stderr
     assert "nothing-here.gguf" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_model_is_only_called_on_the_llm_stage_thread(engines, config, synth_question, tmp_path, monkeypatch):
+    """The system prompt's first reading and every reply run on the LLM stage's thread: llama.cpp's
+    OpenMP runtime makes the threads of one caller sleep at every barrier once another caller has a
+    team of its own (voice.llm.LlmStage), so a call from the main thread slows every reply after it."""
+    import threading
+
+    callers = []
+    stream = engines.chat.stream
+
+    def recording(messages, cancel):
+        callers.append((threading.current_thread().name, messages[-1]["content"]))
+        return stream(messages, cancel)
+
+    monkeypatch.setattr(engines.chat, "stream", recording)
+    turns = replay(synth_question("What is the capital of France?"), engines, config, tmp_path / "reply.wav")
+    assert any(t.get("reply") for t in turns), turns
+    assert callers[0] == ("llm", ""), "the system prompt is read first, on the LLM thread"
+    assert any("france" in normalise(text) for _, text in callers), callers
+    assert {name for name, _ in callers} == {"llm"}, callers
+
+
+def test_loading_the_models_does_not_call_the_model(config, monkeypatch):
+    """Loading happens on the main thread: nothing of llama.cpp may run there (see above)."""
+    from voice.llm import LlamaChatModel
+    from voice.pipeline import load_engines
+
+    calls = []
+    monkeypatch.setattr(LlamaChatModel, "stream", lambda self, messages, cancel: calls.append(messages) or iter(()))
+    load_engines(config)
+    assert calls == []
