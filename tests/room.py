@@ -50,8 +50,10 @@ class Room:
             self.played[start:end] = pcm[:end - start]
             self._written = end
         due = self._t0 + self._written / RATE if self._t0 is not None else time.monotonic()
-        time.sleep(max(0.0, due - time.monotonic() - 0.04))  # keep ~40 ms buffered, like a sound card
+        time.sleep(max(0.0, due - time.monotonic() - self.latency))  # keep some buffered, like a sound card
         return True
+
+    latency = 0.04  # seconds write() keeps buffered
 
     def discard(self) -> None:
         with self._lock:  # what was buffered and not yet heard is dropped

@@ -1,6 +1,7 @@
 """Echo cancellation and barge-in in a simulated room: the microphone hears the assistant's own
 voice (delayed, attenuated, reverberated) on top of a recorded user."""
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -57,7 +58,7 @@ def cancel(canceller: EchoCanceller, played: np.ndarray, mic: np.ndarray, only_w
     for i in range(0, len(mic) - 320 + 1, 320):
         if not only_while_playing or np.any(played[i:i + 320]):
             canceller.reference(played[i:i + 320], RATE, t=i / RATE)
-        out[i:i + 320], _ = canceller.process(mic[i:i + 320], t=(i + 320) / RATE)
+        out[i:i + 320] = canceller.process(mic[i:i + 320], t=(i + 320) / RATE).pcm
     return out
 
 
@@ -110,7 +111,7 @@ def test_echo_canceller_stays_out_of_the_way_when_the_microphone_does_not_hear_t
         assert canceller.hears_speaker != headphones and not canceller.settled  # 1 s of 3
         canceller.reference(far[:320], RATE, t=len(far) / RATE)
         # with headphones the user's voice goes on as it is, not through the module
-        assert np.array_equal(canceller.process(voice, t=len(far) / RATE + 0.02)[0], voice) == headphones
+        assert np.array_equal(canceller.process(voice, t=len(far) / RATE + 0.02).pcm, voice) == headphones
 
 
 def test_the_start_of_a_reply_the_canceller_lets_through_is_judged_the_assistants_own(config, engines, shared_clips):
@@ -135,7 +136,7 @@ def test_the_start_of_a_reply_the_canceller_lets_through_is_judged_the_assistant
     canceller, vad, judged = EchoCanceller(config.echo, delay_ms=40), WebRtcVad(2, RATE), []
     for i in range(0, len(mic) - 320 + 1, 320):
         canceller.reference(played[i:i + 320], RATE, t=i / RATE)
-        out, echo_only = canceller.process(mic[i:i + 320], t=(i + 320) / RATE)
+        out, echo_only, _ = canceller.process(mic[i:i + 320], t=(i + 320) / RATE)
         voiced = db(out) > db(np.full(320, 58)) and vad.is_speech(out)  # above -55 dBFS, as the VAD stage
         judged.append((i, voiced, echo_only))
     leaks = [j for i, voiced, j in judged if voiced and starts[1] <= i < starts[1] + RATE // 2]
@@ -178,7 +179,7 @@ def test_a_reply_the_canceller_lets_through_midway_is_judged_the_assistants_own(
     canceller, vad, leaks = EchoCanceller(config.echo, delay_ms=40), WebRtcVad(2, RATE), []
     for i in range(0, len(mic) - 320 + 1, 320):
         canceller.reference(far[i:i + 320], RATE, t=i / RATE)
-        out, echo_only = canceller.process(mic[i:i + 320], t=(i + 320) / RATE)
+        out, echo_only, _ = canceller.process(mic[i:i + 320], t=(i + 320) / RATE)
         if jump <= i < jump + RATE and db(out) > db(np.full(320, 58)) and vad.is_speech(out):
             leaks.append(echo_only)
     assert len(leaks) >= 10, "the jump makes the module let the reply through"
@@ -208,9 +209,12 @@ def test_no_self_trigger_with_echo_cancellation(config, engines, question):
 
 
 def test_without_echo_cancellation_full_duplex_hears_itself(config, engines, question):
-    """The control: the same room, microphone open, no canceller: the assistant answers its own voice."""
+    """The control: the same room, microphone open, no canceller: the assistant answers its own voice.
+    (Without holding the reply at its first voice: held, its echo falls silent with it, and the
+    reply stutters instead.)"""
     room = Room(question, echo_gain_db=-6, echo_delay_ms=40, tail_s=12)
-    _, turns, _ = run_room(config, engines, room, echo=False)
+    unheld = dataclasses.replace(config, vad=dataclasses.replace(config.vad, hold_ms=0))
+    _, turns, _ = run_room(unheld, engines, room, echo=False)
     assert len([t for t in turns if t.get("transcript")]) >= 2, "the echo opened turns of its own"
 
 
@@ -232,6 +236,9 @@ def test_barge_in_stops_the_reply_and_the_user_is_heard(config, engines, questio
     pipeline, turns, events = run_room(config, engines, room, echo=True, on_event=interrupt_once)
     kinds = [e.kind for e in events]
     assert "interrupted" in kinds, kinds
+    assert "reply_held" in kinds and kinds.index("reply_held") < kinds.index("barge_in"), \
+        "held at the user's first voice, then interrupted"
+    assert "reply_resumed" not in kinds, kinds
     first = turns[0]
     assert first.get("interrupted") and first["reply"] != "", first
     # the speaker went quiet soon after the user started, and nothing of the old reply came back
@@ -248,3 +255,35 @@ def test_barge_in_stops_the_reply_and_the_user_is_heard(config, engines, questio
     history = pipeline.conversation.messages("x")
     assert history[2]["content"] == first["reply"], history[2]  # only what was heard
     assert history[3]["content"].startswith("(I interrupted you.) "), history[3]
+
+
+def test_a_cough_over_the_reply_holds_it_and_it_plays_on(config, engines, shared_clips, synth_question):
+    """120 ms of voice over the reply (a cough, a "hm"): the reply falls silent at once, and, the
+    voice stopping short of barge_in_ms, plays on from where it was held, to its end."""
+    clip = read_audio(next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")["path"])
+    n = 120 * RATE // 1000
+    loudest = int(np.argmax(np.convolve(clip.astype(np.float64) ** 2, np.ones(n), "valid")))
+    cough = clip[loudest:loudest + n]
+    room = Room(read_audio(synth_question("Tell me a fun fact about the moon.")),
+                echo_gain_db=-6, echo_delay_ms=40, tail_s=14)
+    said = {}
+
+    def cough_once(pipeline, event):
+        if not said and event.kind == "level" and pipeline.speaking.is_set() and echo_stage(pipeline).canceller.settled:
+            said["at"] = event.t
+            room.say(cough, after_s=0.2)
+
+    pipeline, turns, events = run_room(config, engines, room, echo=True, on_event=cough_once)
+    kinds = [e.kind for e in events]
+    assert said and "reply_held" in kinds and "reply_resumed" in kinds, kinds
+    assert "barge_in" not in kinds and "interrupted" not in kinds, kinds
+    [turn] = [t for t in turns if t.get("reply")]
+    assert not turn.get("interrupted")
+    played = {e.data["index"] for e in events if e.kind == "sentence_played"}
+    written = {e.data["index"] for e in events if e.kind == "sentence" and e.turn_id == turn["turn"]}
+    assert played == written, "every sentence of the reply was played"
+    assert pipeline.conversation.messages("x")[2]["content"] == turn["reply"], "the whole reply is in the history"
+    held, resumed = (next(e.t for e in events if e.kind == kind) for kind in ("reply_held", "reply_resumed"))
+    # what the room had taken plays out (its buffer, and the block being written): then silence
+    silent = room.played[int((held - room._t0 + room.latency + 0.06) * RATE):int((resumed - room._t0) * RATE)]
+    assert len(silent) > 0.1 * RATE and np.abs(silent).max() < 1e-3, "silent while held"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from voice.capture import read_audio
-from voice.vad import Closed, Dropped, Opened, Segmenter, WebRtcVad
+from voice.vad import UNSURE_VOICE_FACTOR, Closed, Dropped, Opened, Segmenter, WebRtcVad
 
 
 def seg(**kw) -> Segmenter:
@@ -100,9 +100,11 @@ def test_webrtcvad_hears_recorded_speech_not_silence(shared_clips):
     assert not any(fresh.is_speech(np.zeros(320, np.int16)) for _ in range(50))
 
 
-def vad_over_reply(config, pcm, echo_only: bool = False):
+def vad_over_reply(config, pcm, echo_only: bool = False, beyond_echo: bool = True, holds: list | None = None):
     """A VadStage while the assistant speaks, fed `pcm` as frames the echo canceller judged
-    `echo_only` or not; returns its events, whether it interrupted the assistant, its outbox."""
+    `echo_only` or not, and louder than the echo can be (`beyond_echo`) or not; returns its events,
+    whether it interrupted the assistant, its outbox. `holds` gets (held, voice so far in ms) as the
+    stage holds the reply and lets it go."""
     import queue
     import threading
 
@@ -114,10 +116,11 @@ def vad_over_reply(config, pcm, echo_only: bool = False):
     bus, events, out, barged = EventBus(), [], queue.Queue(), []
     bus.subscribe(events.append)
     stage = VadStage(config.vad, 20, queue.Queue(), out, threading.Event(), bus, Turns(),
-                     is_speaking=lambda: not barged, barge_in=lambda: barged.append(True))
+                     is_speaking=lambda: not barged, barge_in=lambda: barged.append(stage.segmenter.voiced_ms),
+                     hold_reply=lambda held: (holds if holds is not None else []).append((held, stage.segmenter.voiced_ms)))
     for i in range(0, len(pcm) - 320 + 1, 320):
-        stage.handle(AudioFrame(pcm[i:i + 320], 16000, i / 16000, echo_only))
-    return events, bool(barged), out
+        stage.handle(AudioFrame(pcm[i:i + 320], 16000, i / 16000, echo_only, beyond_echo))
+    return events, barged[0] if barged else 0, out
 
 
 @pytest.mark.parametrize("echo_only", [False, True])
@@ -143,3 +146,38 @@ def test_voice_over_the_reply_too_short_to_interrupt_is_no_turn(config, shared_c
     assert dropped and "too short to interrupt" in dropped[0], dropped
     # what was sent on speculation at the pause is taken back
     assert {u.turn_id for u in out.queue} == {e.turn_id for e in events if e.kind == "turn_retracted"}
+
+
+@pytest.mark.parametrize("beyond_echo", [True, False])
+def test_voice_over_the_reply_holds_it_then_interrupts_it(config, shared_clips, beyond_echo):
+    """Recorded speech over the reply: at `hold_ms` of voice the reply is held, at `barge_in_ms` it
+    is interrupted. Voice none of which was louder than the assistant's echo can be (what the
+    canceller lets through of the assistant looks so) does not hold it, and interrupts at twice that."""
+    clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
+    pcm = np.concatenate([read_audio(clip["path"])[:50 * 320], np.zeros(16000, np.int16)])
+    holds: list = []
+    _, barged_at, _ = vad_over_reply(config, pcm, beyond_echo=beyond_echo, holds=holds)
+    def at(ms: int) -> int:  # the first whole 20 ms frame that reaches `ms` of voice
+        return -(-ms // 20) * 20
+
+    if beyond_echo:
+        assert holds and holds[0] == (True, at(config.vad.hold_ms)), holds
+        assert barged_at == at(config.vad.barge_in_ms)
+    else:
+        assert holds == []
+        assert barged_at == at(UNSURE_VOICE_FACTOR * config.vad.barge_in_ms)
+
+
+def test_a_cough_over_the_reply_holds_it_and_lets_it_go(config, shared_clips):
+    """Voice over the reply that stops short of `barge_in_ms` holds it, then lets it play on after
+    `resume_ms` of silence; a second such sound in the same turn is not added to the first."""
+    clip = read_audio(next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")["path"])
+    voiced = [i for i in range(0, len(clip) - 320, 320) if WebRtcVad(2, 16000).is_speech(clip[i:i + 320])]
+    cough = np.concatenate([clip[i:i + 320] for i in voiced[10:16]])  # 120 ms of voice
+    gap_ms = 300
+    assert config.vad.resume_ms < gap_ms < config.vad.end_silence_ms  # the reply plays on, the turn stays open
+    gap = np.zeros(16 * gap_ms, np.int16)
+    holds: list = []
+    _, barged_at, _ = vad_over_reply(config, np.concatenate([cough, gap, cough, np.zeros(16000, np.int16)]), holds=holds)
+    assert not barged_at, "two coughs are no interruption"
+    assert [held for held, _ in holds] == [True, False, True, False], holds

@@ -41,6 +41,8 @@ class VadConfig:
     speculate_ms: int
     early_end_ms: int
     barge_in_ms: int
+    hold_ms: int
+    resume_ms: int
     pre_roll_ms: int
     max_turn_s: float
 

@@ -19,6 +19,7 @@ class AudioFrame:
     sample_rate: int  # Hz
     t: float  # monotonic seconds at the frame's last sample
     echo_only: bool = False  # the echo canceller judged what is left of it the assistant's own voice
+    beyond_echo: bool = True  # the microphone heard more than the assistant's echo can be (no echo: anything)
 
     @property
     def duration(self) -> float:
@@ -123,7 +124,8 @@ class Event:
     turn_dropped, interrupted, error, state, llm_unreachable (the chat model could not answer;
     text = why). first_token carries data["backend"]: which backend answered.
     level: microphone level, ~20 Hz, data["dbfs"]; push_to_talk: data["pressed"];
-    muted: data["muted"]. device: a microphone or speaker was lost or is back (text = the
+    muted: data["muted"]. reply_held / reply_resumed: voice over the reply silenced it until
+    barge-in decides, and it was no interruption (voice.vad.VadStage._talked_over). device: a microphone or speaker was lost or is back (text = the
     line for the user; see voice/devices.py).
     skill: a skill answered the turn instead of the LLM (text = its reply, data["skill"],
     data["remember"]); its first_token and sentence events carry data["skill"] too.

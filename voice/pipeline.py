@@ -70,6 +70,7 @@ class Pipeline:
         self.bus = bus or EventBus()
         self.stop_event = threading.Event()
         self.speaking = threading.Event()
+        self.held = threading.Event()  # the reply waits: voice over it may be an interruption (VadStage)
         self.turns = Turns()
         self._user_text: dict[int, str] = {}  # turn -> transcript, until the reply is heard
         self._forget: set[int] = set()  # turns whose reply is not for the history
@@ -98,7 +99,8 @@ class Pipeline:
             *([EchoStage(echo, q["audio"], q["clean"], stop, bus)] if echo else []),
             VadStage(config.vad, config.audio.frame_ms, mic, q["utterance"], stop, bus,
                      self.turns, listen_gate=self._may_listen, auto_open=not config.hotkey.key,
-                     control=self.control, is_speaking=self.speaking.is_set, barge_in=self.interrupt),
+                     control=self.control, is_speaking=self.speaking.is_set, barge_in=self.interrupt,
+                     hold_reply=self.hold_reply),
             SttStage(config.stt, engines.transcriber, q["utterance"], q["transcript"], stop, bus,
                      wake=WakePhrase(config.hotkey.wake_phrase, config.hotkey.follow_up_s)
                      if config.hotkey.wake_phrase else None, is_retracted=self.turns.is_retracted),
@@ -107,7 +109,7 @@ class Pipeline:
                      cancel_for=self.turns.cancel_event, skills=self.skills,
                      committed=lambda turn_id: self.turns.wait_committed(turn_id, self.stop_event, final=True)),
             TtsStage(engines.synthesizer, q["sentence"], q["speech"], stop, bus, self.turns.is_cancelled),
-            PlaybackStage(config.output, sink, q["speech"], stop, bus, self.speaking, self.turns,
+            PlaybackStage(config.output, sink, q["speech"], stop, bus, self.speaking, self.turns, held=self.held,
                           on_played=echo.reference if echo else None,
                           on_discarded=echo.discard if echo else None),
         ]
@@ -148,8 +150,17 @@ class Pipeline:
     def interrupt(self) -> None:
         """Barge-in: stop speaking now, cancel generation and queued speech of every turn in flight."""
         cancelled = self.turns.cancel_open()
+        self.held.clear()  # the held reply is cancelled, not resumed: the next one plays
         if cancelled:
             self.bus.emit("barge_in", cancelled[-1], turns=cancelled)
+
+    def hold_reply(self, held: bool) -> None:
+        """Silence the reply now and keep its place (`held`), or let it play on from there."""
+        if held:
+            self.held.set()
+        else:
+            self.held.clear()
+        self.bus.emit("reply_held" if held else "reply_resumed")
 
     def announce(self, text: str, skill: str = "") -> int | None:
         """Speak unprompted (a timer that ended): a turn of its own through TTS and playback,

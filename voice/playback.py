@@ -26,6 +26,8 @@ from .turns import Turns
 
 log = logging.getLogger(__name__)
 
+HOLD_AHEAD_S = 0.05  # a held reply's silence is written at most this far ahead of real time
+
 
 class AudioOutputError(RuntimeError):
     """An output device or file cannot be used."""
@@ -174,13 +176,15 @@ class PlaybackStage(Stage):
     is cancelled. A turn cancelled while playing (barge-in) stops between two blocks; the
     words heard so far are reported with an `interrupted` event and its `reply_done` (`cut`: the
     last of them broke off mid-sentence; a display marks that with "...").
-    `speaking` is set from a reply's first block until its end. `on_played` gets every block
+    `speaking` is set from a reply's first block until its end. While `held` is set the reply
+    waits and the sink gets silence; it plays on from there once `held` is cleared, unless it was
+    cancelled meanwhile. `on_played` gets every block
     the sink played, with the time it was handed over (the echo canceller's reference: a block a
     lost speaker dropped made no echo), and `on_discarded` the time the sink dropped what it held.
     """
 
     def __init__(self, config: OutputConfig, sink: AudioSink, inbox: queue.Queue, stop: threading.Event,
-                 bus: EventBus, speaking: threading.Event, turns: Turns,
+                 bus: EventBus, speaking: threading.Event, turns: Turns, held: threading.Event | None = None,
                  on_played: Callable[[np.ndarray, int, float], None] | None = None,
                  on_discarded: Callable[[float], None] | None = None) -> None:
         super().__init__("playback", inbox, None, stop, bus)
@@ -188,6 +192,7 @@ class PlaybackStage(Stage):
         self.block = max(1, sink.sample_rate * config.block_ms // 1000)
         self.speaking = speaking
         self.turns = turns
+        self.held = held or threading.Event()
         self.on_played, self.on_discarded = on_played, on_discarded
         self._heard: dict[int, list[str]] = {}  # turn -> sentences (or parts) played so far
         self._played_s: dict[int, float] = {}
@@ -206,12 +211,16 @@ class PlaybackStage(Stage):
         pcm = item.pcm
         if item.sample_rate != self.sink.sample_rate:
             pcm = soxr.resample(pcm, item.sample_rate, self.sink.sample_rate).astype(np.float32)
-        for i in range(0, len(pcm), self.block):
+        i = 0
+        while i < len(pcm):
             if self.stop.is_set():
                 return
             if self.turns.is_cancelled(item.turn_id):
                 self._interrupt(item, i / len(pcm))
                 return
+            if self.held.is_set() and item.turn_id in self._heard:
+                self._hold(item.turn_id)
+                continue
             if item.turn_id not in self._heard:
                 self._heard[item.turn_id] = []
                 self.speaking.set()
@@ -221,8 +230,24 @@ class PlaybackStage(Stage):
             if self.sink.write(block) and self.on_played is not None:
                 self.on_played(block, self.sink.sample_rate, handed)
             self._played_s[item.turn_id] = self._played_s.get(item.turn_id, 0.0) + len(block) / self.sink.sample_rate
+            i += len(block)
         self._heard.setdefault(item.turn_id, []).append(item.text)
         self.bus.emit("sentence_played", item.turn_id, item.text, index=item.index)
+
+    def _hold(self, turn_id: int) -> None:
+        """Play silence until `held` is cleared (or the reply is cancelled, or the pipeline stops).
+        What the sink holds still plays out (~10 ms on PulseAudio), so nothing is lost and nothing
+        is played twice; a speaker stream aborted instead would restart with another delay, which
+        the echo canceller would have to find again."""
+        silence = np.zeros(self.block, np.float32)
+        played_until = time.monotonic()
+        while self.held.is_set() and not self.turns.is_cancelled(turn_id) and not self.stop.is_set():
+            handed = time.monotonic()
+            if self.sink.write(silence) and self.on_played is not None:
+                self.on_played(silence, self.sink.sample_rate, handed)
+            # a speaker's write waits for room; a file takes the block at once: silence at real-time pace
+            played_until = max(played_until, handed) + len(silence) / self.sink.sample_rate
+            time.sleep(max(0.0, played_until - HOLD_AHEAD_S - time.monotonic()))
 
     def _interrupt(self, item: SpeechAudio, fraction: float) -> None:
         self.sink.discard()
