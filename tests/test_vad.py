@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from voice.capture import read_audio
-from voice.vad import UNSURE_VOICE_FACTOR, Closed, Dropped, Opened, Segmenter, WebRtcVad
+from voice.talk_over import UNSURE_VOICE_FACTOR
+from voice.vad import Closed, Dropped, Opened, Segmenter, WebRtcVad
 
 
 def seg(**kw) -> Segmenter:
@@ -100,27 +101,43 @@ def test_webrtcvad_hears_recorded_speech_not_silence(shared_clips):
     assert not any(fresh.is_speech(np.zeros(320, np.int16)) for _ in range(50))
 
 
-def vad_over_reply(config, pcm, echo_only: bool = False, beyond_echo: bool = True, holds: list | None = None):
-    """A VadStage while the assistant speaks, fed `pcm` as frames the echo canceller judged
-    `echo_only` or not, and louder than the echo can be (`beyond_echo`) or not; returns its events,
-    whether it interrupted the assistant, its outbox. `holds` gets (held, voice so far in ms) as the
-    stage holds the reply and lets it go."""
-    import queue
-    import threading
+class OverReply:
+    """A VadStage while the assistant speaks (until it is interrupted), fed recorded audio as frames
+    the echo canceller judged `echo_only` or not, and louder than the echo can be (`beyond_echo`) or
+    not. `holds` gets (held, voice so far in ms) as it holds the reply and lets it go, `barged` the
+    voice so far and the `before` of each barge-in."""
 
-    from voice.frames import AudioFrame
-    from voice.stage import EventBus
-    from voice.turns import Turns
-    from voice.vad import VadStage
+    def __init__(self, config, echo_only: bool = False, beyond_echo: bool = True) -> None:
+        import queue
+        import threading
 
-    bus, events, out, barged = EventBus(), [], queue.Queue(), []
-    bus.subscribe(events.append)
-    stage = VadStage(config.vad, 20, queue.Queue(), out, threading.Event(), bus, Turns(),
-                     is_speaking=lambda: not barged, barge_in=lambda: barged.append(stage.segmenter.voiced_ms),
-                     hold_reply=lambda held: (holds if holds is not None else []).append((held, stage.segmenter.voiced_ms)))
-    for i in range(0, len(pcm) - 320 + 1, 320):
-        stage.handle(AudioFrame(pcm[i:i + 320], 16000, i / 16000, echo_only, beyond_echo))
-    return events, barged[0] if barged else 0, out
+        from voice.stage import EventBus
+        from voice.turns import Turns
+        from voice.vad import VadStage
+
+        self.echo_only, self.beyond_echo = echo_only, beyond_echo
+        self.bus, self.events, self.out, self.holds, self.barged = EventBus(), [], queue.Queue(), [], []
+        self.bus.subscribe(self.events.append)
+        self.stage = VadStage(config.vad, 20, queue.Queue(), self.out, threading.Event(), self.bus, Turns(),
+                              is_speaking=lambda: not self.barged,
+                              barge_in=lambda before=None: self.barged.append((self.voiced(), before)),
+                              hold_reply=lambda held: self.holds.append((held, self.voiced())))
+
+    def voiced(self) -> int:
+        return self.stage.segmenter.voiced_ms
+
+    def feed(self, pcm) -> "OverReply":
+        from voice.frames import AudioFrame
+
+        for i in range(0, len(pcm) - 320 + 1, 320):
+            self.stage.handle(AudioFrame(pcm[i:i + 320], 16000, i / 16000, self.echo_only, self.beyond_echo))
+        return self
+
+
+def vad_over_reply(config, pcm, echo_only: bool = False):
+    """OverReply fed `pcm`: its events, whether it interrupted the assistant, its outbox."""
+    run = OverReply(config, echo_only).feed(pcm)
+    return run.events, bool(run.barged), run.out
 
 
 @pytest.mark.parametrize("echo_only", [False, True])
@@ -148,24 +165,44 @@ def test_voice_over_the_reply_too_short_to_interrupt_is_no_turn(config, shared_c
     assert {u.turn_id for u in out.queue} == {e.turn_id for e in events if e.kind == "turn_retracted"}
 
 
-@pytest.mark.parametrize("beyond_echo", [True, False])
-def test_voice_over_the_reply_holds_it_then_interrupts_it(config, shared_clips, beyond_echo):
-    """Recorded speech over the reply: at `hold_ms` of voice the reply is held, at `barge_in_ms` it
-    is interrupted. Voice none of which was louder than the assistant's echo can be (what the
-    canceller lets through of the assistant looks so) does not hold it, and interrupts at twice that."""
-    clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
-    pcm = np.concatenate([read_audio(clip["path"])[:50 * 320], np.zeros(16000, np.int16)])
-    holds: list = []
-    _, barged_at, _ = vad_over_reply(config, pcm, beyond_echo=beyond_echo, holds=holds)
-    def at(ms: int) -> int:  # the first whole 20 ms frame that reaches `ms` of voice
-        return -(-ms // 20) * 20
+def at(ms: int) -> int:
+    """The voice of the first whole 20 ms frame that reaches `ms` of it."""
+    return -(-ms // 20) * 20
 
-    if beyond_echo:
-        assert holds and holds[0] == (True, at(config.vad.hold_ms)), holds
-        assert barged_at == at(config.vad.barge_in_ms)
+
+def speech_then_silence(shared_clips, frames: int = 50):
+    clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
+    return np.concatenate([read_audio(clip["path"])[:frames * 320], np.zeros(16000, np.int16)])
+
+
+def test_voice_over_the_reply_holds_it_then_interrupts_it(config, shared_clips):
+    """Recorded speech over the reply: at `hold_ms` of voice the reply is held, at `barge_in_ms` it
+    is interrupted."""
+    run = OverReply(config).feed(speech_then_silence(shared_clips))
+    assert run.holds and run.holds[0] == (True, at(config.vad.hold_ms)), run.holds
+    assert run.barged[0] == (at(config.vad.barge_in_ms), None)
+
+
+@pytest.mark.parametrize("whisper_heard", [True, False])
+def test_voice_never_louder_than_the_echo_holds_the_reply_until_whisper_decides(config, shared_clips, whisper_heard):
+    """Voice none of which was louder than the assistant's echo can be (what the canceller lets
+    through of the assistant looks so) holds the reply only at UNSURE_VOICE_FACTOR x barge_in_ms,
+    and interrupts it only if Whisper heard words in it (the turn itself goes on); a turn Whisper
+    dropped (no speech, or the assistant's own words) lets the reply play on."""
+    run = OverReply(config, beyond_echo=False).feed(speech_then_silence(shared_clips))
+    assert run.holds == [(True, at(UNSURE_VOICE_FACTOR * config.vad.barge_in_ms))] and not run.barged
+    utterances = [u.turn_id for u in run.out.queue]
+    assert utterances, "the turn went to Whisper"
+    if whisper_heard:
+        run.bus.emit("transcript", utterances[-1], "And it is worth mention in passing")
     else:
-        assert holds == []
-        assert barged_at == at(UNSURE_VOICE_FACTOR * config.vad.barge_in_ms)
+        run.bus.emit("turn_dropped", utterances[-1], "its own voice")
+    run.feed(np.zeros(640, np.int16))
+    if whisper_heard:
+        assert run.barged and run.barged[0][1] == utterances[0], run.barged
+        assert len(run.holds) == 1, "the interruption ends the hold"
+    else:
+        assert not run.barged and run.holds[-1][0] is False, run.holds
 
 
 def test_a_cough_over_the_reply_holds_it_and_lets_it_go(config, shared_clips):
@@ -177,7 +214,6 @@ def test_a_cough_over_the_reply_holds_it_and_lets_it_go(config, shared_clips):
     gap_ms = 300
     assert config.vad.resume_ms < gap_ms < config.vad.end_silence_ms  # the reply plays on, the turn stays open
     gap = np.zeros(16 * gap_ms, np.int16)
-    holds: list = []
-    _, barged_at, _ = vad_over_reply(config, np.concatenate([cough, gap, cough, np.zeros(16000, np.int16)]), holds=holds)
-    assert not barged_at, "two coughs are no interruption"
-    assert [held for held, _ in holds] == [True, False, True, False], holds
+    run = OverReply(config).feed(np.concatenate([cough, gap, cough, np.zeros(16000, np.int16)]))
+    assert not run.barged, "two coughs are no interruption"
+    assert [held for held, _ in run.holds] == [True, False, True, False], run.holds

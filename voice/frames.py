@@ -37,6 +37,7 @@ class Utterance:
     t_speech_start: float  # monotonic s, first voiced frame
     t_speech_end: float  # monotonic s, last voiced frame
     t_decided: float  # monotonic s, when end-of-turn was decided
+    over_reply: bool = False  # it began while the assistant spoke
 
     @property
     def duration(self) -> float:

@@ -24,6 +24,7 @@ from .history import Conversation, Turn
 from .llm import ChatModel, LlmStage
 from .llm_openai import make_chat_model
 from .memory import MemoryStore
+from .own_voice import OwnWords
 from .playback import AudioSink, PlaybackStage
 from .stage import EventBus
 from .supervisor import Supervisor
@@ -103,7 +104,8 @@ class Pipeline:
                      hold_reply=self.hold_reply),
             SttStage(config.stt, engines.transcriber, q["utterance"], q["transcript"], stop, bus,
                      wake=WakePhrase(config.hotkey.wake_phrase, config.hotkey.follow_up_s)
-                     if config.hotkey.wake_phrase else None, is_retracted=self.turns.is_retracted),
+                     if config.hotkey.wake_phrase else None, is_retracted=self.turns.is_retracted,
+                     own_words=self._own_words(echo)),
             LlmStage(engines.chat, self.conversation, q["transcript"], q["sentence"], stop, bus,
                      first_clause_words=config.llm.first_clause_words, max_piece_words=config.llm.max_piece_words,
                      cancel_for=self.turns.cancel_event, skills=self.skills,
@@ -121,6 +123,14 @@ class Pipeline:
         for device in (source, sink):  # a microphone or speaker that comes and goes tells the user
             if hasattr(device, "notify"):
                 device.notify = lambda line: self.bus.emit("device", text=line)
+
+    def _own_words(self, echo: EchoCanceller | None) -> OwnWords | None:
+        """With the microphone open while it speaks, what the assistant said, to know its echo by."""
+        if echo is None:
+            return None
+        own = OwnWords()
+        self.bus.subscribe(own)
+        return own
 
     def _track_speaking(self, event) -> None:
         if event.kind in ("playback_end", "reply_done"):
@@ -147,9 +157,10 @@ class Pipeline:
         except queue.Full:  # turns are waiting: they go first
             pass
 
-    def interrupt(self) -> None:
-        """Barge-in: stop speaking now, cancel generation and queued speech of every turn in flight."""
-        cancelled = self.turns.cancel_open()
+    def interrupt(self, before: int | None = None) -> None:
+        """Barge-in: stop speaking now, cancel generation and queued speech of every turn in flight
+        (`before`: of those before that turn)."""
+        cancelled = self.turns.cancel_open(before)
         self.held.clear()  # the held reply is cancelled, not resumed: the next one plays
         if cancelled:
             self.bus.emit("barge_in", cancelled[-1], turns=cancelled)

@@ -15,6 +15,7 @@ import numpy as np
 from .config import SttConfig
 from .frames import Transcript, Utterance
 from .models import ModelError, whisper_model_dir
+from .own_voice import OwnWords
 from .stage import EventBus, Stage
 from .wake import WakePhrase
 
@@ -139,11 +140,12 @@ class SttStage(Stage):
 
     def __init__(self, config: SttConfig, transcriber: Transcriber, inbox: queue.Queue, outbox: queue.Queue,
                  stop: threading.Event, bus: EventBus, wake: WakePhrase | None = None,
-                 is_retracted=lambda turn_id: False) -> None:
+                 is_retracted=lambda turn_id: False, own_words: OwnWords | None = None) -> None:
         super().__init__("stt", inbox, outbox, stop, bus)
         self.config, self.transcriber = config, transcriber
         self.wake = wake  # wake phrase mode: only transcripts with the phrase go on
         self.is_retracted = is_retracted
+        self.own_words = own_words  # what the assistant said lately: a turn over the reply may be its echo
 
     def handle(self, utt: Utterance) -> None:
         if self.is_retracted(utt.turn_id):  # the user spoke on while it waited here: its words come again
@@ -161,6 +163,10 @@ class SttStage(Stage):
             self.bus.emit("turn_dropped", utt.turn_id, "no speech recognised", t=now)
             return
         text = result.text
+        if utt.over_reply and self.own_words is not None and self.own_words.echoes(text):
+            log.info("turn %d dropped: the assistant's own words (%r)", utt.turn_id, text)
+            self.bus.emit("turn_dropped", utt.turn_id, "its own voice", t=now, heard=text)
+            return
         if self.wake is not None:
             woken = self.wake.check(text, utt.t_speech_start, utt.t_speech_end)
             if woken.action != "answer":

@@ -45,10 +45,10 @@ class Turns:
             self._cancelled.add(turn_id)
             self._cond.notify_all()
 
-    def cancel_open(self) -> list[int]:
-        """Cancel every turn not yet done (barge-in); returns their ids."""
+    def cancel_open(self, before: int | None = None) -> list[int]:
+        """Cancel every turn not yet done (barge-in), or those before `before`; returns their ids."""
         with self._cond:
-            ids = sorted(self._open)
+            ids = sorted(i for i in self._open if before is None or i < before)
             for turn_id in ids:
                 self._cancel.setdefault(turn_id, threading.Event()).set()
                 self._cancelled.add(turn_id)

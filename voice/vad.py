@@ -39,6 +39,7 @@ from .frames import AudioFrame, Mute, PushToTalk, Utterance
 from .level import FLOOR_DBFS, LevelMeter
 from .stage import EventBus, Stage
 from .turn_end import reads_finished
+from .talk_over import TalkOver
 from .turns import Turns
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,6 @@ class Resumed:
 class Dropped:
     voiced_ms: int  # too little voice: a click, a cough
 
-
-UNSURE_VOICE_FACTOR = 2  # voice over the reply none of which was louder than its echo interrupts only at this x barge_in_ms
 
 # Speculation pays on short questions; on a long turn each pause would cost a long transcription.
 SPECULATE_MAX_S = 10
@@ -244,13 +243,16 @@ class VadStage(Stage):
 
     `control` carries PushToTalk and Mute frames. It is read before each audio frame, so a
     key press overtakes queued audio. While push-to-talk is held the gate is overridden.
+
+    Voice while the assistant speaks (`is_speaking`) goes to its TalkOver, which calls
+    `hold_reply(held)` and `barge_in(before)` (voice.talk_over).
     """
 
     def __init__(self, config: VadConfig, frame_ms: int, inbox: queue.Queue, outbox: queue.Queue,
                  stop: threading.Event, bus: EventBus, turns: Turns,
                  listen_gate: Callable[[], bool] = lambda: True, auto_open: bool = True,
                  control: queue.Queue | None = None, is_speaking: Callable[[], bool] = lambda: False,
-                 barge_in: Callable[[], None] = lambda: None,
+                 barge_in: Callable[..., None] = lambda before=None: None,
                  hold_reply: Callable[[bool], None] = lambda held: None) -> None:
         super().__init__("vad", inbox, outbox, stop, bus)
         self.control = control
@@ -262,11 +264,8 @@ class VadStage(Stage):
         self.turns = turns
         self.min_rms = 32768.0 * 10 ** (config.min_level_dbfs / 20)
         self.listen_gate = listen_gate
-        self.is_speaking, self.barge_in, self.barge_in_ms = is_speaking, barge_in, config.barge_in_ms
-        self.hold_reply, self.hold_ms, self.resume_ms = hold_reply, config.hold_ms, config.resume_ms
-        self._holding = False  # the reply is held for voice over it that may be an interruption
-        self._let_go_ms = 0  # voice of the turn at hand that held the reply and was let go: no longer counts
-        self._beyond_echo = False  # the turn at hand has voice louder than the assistant's echo can be
+        self.is_speaking = is_speaking
+        self.talk_over = TalkOver(config, hold_reply, barge_in)  # voice over the reply (voice.talk_over)
         self.early_end_ms = config.early_end_ms
         self._speculative: int | None = None  # turn started at a pause, not yet decided for good
         self._pause: Paused | None = None  # where it started
@@ -288,50 +287,9 @@ class VadStage(Stage):
         self._outcome(self.segmenter.push(self._voiced(frame), frame, frame.t))
         if self._may_end_early():
             self._end_early()
-        self._talked_over(frame)
-
-    def _talked_over(self, frame: AudioFrame) -> None:
-        """Voice while the assistant speaks. From `hold_ms` of it the reply is held (silent at once,
-        its echo gone, so the canceller no longer takes the user's voice down with it), at a frame
-        the microphone heard louder than the echo can be: what the canceller lets through of the
-        assistant is not, so it seldom holds the reply (e2e on PulseAudio, room echo: 1-12 holds in
-        five replies without that condition); from `barge_in_ms` it is interrupted. Voice that stops
-        short of that (a cough, a click, a backchannel) lets the reply play on from where it was held
-        after `resume_ms` of silence."""
-        if not self.segmenter.in_turn:
-            self._let_go_ms, self._beyond_echo = 0, False
-        elif self.segmenter.silence_ms == 0 and frame.beyond_echo:  # a voiced frame
-            self._beyond_echo = True
-        voiced = self.segmenter.voiced_ms - self._let_go_ms
         # (the reply to a turn ended early may play while its window runs: that turn's voice is no barge-in)
-        over_reply = self.is_speaking() and not self._ended_early
-        if over_reply and voiced >= self._barge_in_needs_ms():
-            log.info("barge-in: %d ms of voice while the assistant speaks", voiced)
-            self._holding = False  # the interruption lets go of the hold
-            self.barge_in()
-        elif (over_reply and 0 < self.hold_ms <= voiced and self.segmenter.silence_ms == 0 and self._beyond_echo
-              and not self._holding):
-            log.info("reply held: %d ms of voice while the assistant speaks", voiced)
-            self._holding = True
-            self.hold_reply(True)
-        elif self._holding and (not self.segmenter.in_turn or self.segmenter.silence_ms >= self.resume_ms):
-            self._let_go()
-
-    def _barge_in_needs_ms(self) -> int:
-        """Voice that interrupts: `barge_in_ms`, or twice that where none of it was louder than the
-        assistant's echo can be (it may be what the canceller let through of the assistant: e2e on
-        PulseAudio with room echo, 0-3 barge-ins on its own voice in five replies, each 160-180 ms
-        of voice with none of it louder; every interruption by the user had such frames)."""
-        return self.barge_in_ms if self._beyond_echo else UNSURE_VOICE_FACTOR * self.barge_in_ms
-
-    def _let_go(self) -> None:
-        """The voice that held the reply was no interruption: it plays on."""
-        if self._holding:
-            log.info("reply resumed: %d ms of voice, short of barge_in_ms",
-                     self.segmenter.voiced_ms - self._let_go_ms)
-            self._let_go_ms = self.segmenter.voiced_ms  # a cough and another are no interruption together
-            self._holding = False
-            self.hold_reply(False)
+        self.talk_over.frame(self.is_speaking() and not self._ended_early, self.segmenter.in_turn,
+                             self.segmenter.voiced_ms, self.segmenter.silence_ms, frame.beyond_echo)
 
     def _voiced(self, frame: AudioFrame) -> bool:
         """webrtcvad's answer, but never for audio below the level floor (webrtcvad calls faint
@@ -345,7 +303,7 @@ class VadStage(Stage):
     def finish(self) -> None:
         self._controls()
         self._outcome(self.segmenter.flush())
-        self._let_go()  # the input ended: nobody is left to interrupt
+        self.talk_over.let_go(self.segmenter.voiced_ms)  # the input ended: nobody is left to interrupt
 
     def _controls(self) -> None:
         """Apply every control frame waiting: they go before the audio frame at hand."""
@@ -377,8 +335,7 @@ class VadStage(Stage):
             self._retract()
         elif isinstance(outcome, Dropped):
             self._drop(f"too short ({outcome.voiced_ms} ms of voice)")
-        elif (isinstance(outcome, Closed) and self._over_reply
-              and outcome.voiced_ms - self._let_go_ms < self._barge_in_needs_ms()):
+        elif isinstance(outcome, Closed) and self._over_reply and not self.talk_over.enough(outcome.voiced_ms):
             # begun over the assistant and too short to interrupt it: a backchannel, or its own echo
             self._drop(f"too short to interrupt ({outcome.voiced_ms} ms of voice over the reply)")
         elif isinstance(outcome, Closed):
@@ -398,9 +355,13 @@ class VadStage(Stage):
                       audio_s=round(frames * self.segmenter.frame_ms / 1000, 3), **data)
 
     def _on_transcript(self, event) -> None:
-        """(on the STT thread) Whisper's words for the speculative turn, for `_may_end_early`."""
+        """(on the STT thread) Whisper's words for the speculative turn, for `_may_end_early`; and
+        for a turn over the reply, whether it had any."""
         if event.kind == "transcript" and event.turn_id is not None:
             self._heard = (event.turn_id, event.text)
+            self.talk_over.words(event.turn_id, True)
+        elif event.kind == "turn_dropped" and event.turn_id is not None:
+            self.talk_over.words(event.turn_id, False)
 
     def _may_end_early(self) -> bool:
         """The speculative turn reads as finished and `early_end_ms` of silence have passed."""
@@ -423,7 +384,7 @@ class VadStage(Stage):
         """Forget the turn in progress (muted, or the half-duplex gate closed); a turn only
         speculated on is taken back, one ended early is final."""
         self.segmenter.reset()
-        self._let_go()
+        self.talk_over.let_go(0)
         if self._ended_early:
             self._finalize(self._speculative)
         else:
@@ -442,8 +403,10 @@ class VadStage(Stage):
 
     def _utterance(self, frames: list[AudioFrame], t_start: float, t_end: float) -> int:
         turn_id = self.turns.next_id()
+        if self._over_reply:
+            self.talk_over.utterance(turn_id)
         self.emit(Utterance(turn_id, np.concatenate([f.pcm for f in frames]), frames[0].sample_rate,
-                            t_start, t_end, time.monotonic()))
+                            t_start, t_end, time.monotonic(), over_reply=self._over_reply))
         return turn_id
 
     def _retract(self) -> None:
