@@ -61,12 +61,12 @@ class TalkOver:
         elif silence_ms == 0 and beyond_echo:  # a voiced frame
             self._beyond_echo = True
         voiced = voiced_ms - self._let_go_ms
-        if self._awaiting:
-            self._await_words(in_turn)
-        elif over_reply and self._beyond_echo and voiced >= self.barge_in_ms:
+        if over_reply and self._beyond_echo and voiced >= self.barge_in_ms:
             log.info("barge-in: %d ms of voice while the assistant speaks", voiced)
-            self.holding = False  # the interruption lets go of the hold
+            self.holding = self._awaiting = False  # the interruption lets go of the hold
             self.barge_in()
+        elif self._awaiting:
+            self._await_words(in_turn)
         elif over_reply and not self._beyond_echo and voiced >= self.needs_ms():
             log.info("reply held: %d ms of voice, none louder than the echo: Whisper decides", voiced)
             self._hold()

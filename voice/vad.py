@@ -38,8 +38,8 @@ from .config import VadConfig
 from .frames import AudioFrame, Mute, PushToTalk, Utterance
 from .level import FLOOR_DBFS, LevelMeter
 from .stage import EventBus, Stage
-from .turn_end import reads_finished
 from .talk_over import TalkOver
+from .turn_end import reads_finished
 from .turns import Turns
 
 log = logging.getLogger(__name__)
