@@ -12,7 +12,9 @@ path during a long user turn, and fed as the threads happened to run, the pairin
 the machine's load at every sentence; both let the start of a reply through, which then
 interrupted itself. So the playback thread lays the reference out on the clock (a block sounds
 right after the one before it, or now if the speaker was idle) and the echo stage hands the
-module, before each microphone frame, the reference of that frame's moment, or silence.
+module, before each microphone frame, the reference of that frame's moment, or silence. Once
+the speaker and the room have been still a while, it gets neither (IDLE_FRAMES): the echo thread
+then takes a fifth of the CPU it took.
 
 What the module lets through of the assistant is not always quiet (while it is new, at the start
 of a reply, and now and then later), so each frame also carries the canceller's judgement,
@@ -81,6 +83,19 @@ RESEMBLES = 0.4
 # simulated room's user, about as loud as the echo, did not in 2 of ~8 runs, at 0 dB in none of 5.
 BEYOND_ECHO_DB = 0.0
 RESIDUE_FLOOR_DB = -60.0  # quieter output is nobody's voice (the VAD's floor is -55): not worth the judging
+# While the speaker has been silent for IDLE_FRAMES, and the module has heard a still room for
+# STILL_FRAMES, there is nothing to cancel (a room's echo dies out within ~0.5 s) nor to learn: the
+# microphone passes by the module as it is, and the module, handed neither stream, resumes where it
+# stopped when the assistant speaks again, its two streams still paired. Its calls (through livekit's
+# FFI, ~60 us each) were most of idle listening's CPU: the echo thread 6.3 % of a core live on the
+# slower host, 1.3-1.7 % so. Only from a still room: stopped while the user spoke, it resumed as if
+# they still did, and let 30 dB more of the next reply through (tests/test_echo.py). Not with noise
+# suppression, which wants to hear the room all the time. Not within a reply either (3 s: longer than
+# the pauses between its sentences, even on a loaded machine): on resuming, the module takes ~15 dB
+# less of the first 300 ms.
+IDLE_FRAMES = 300
+STILL_FRAMES = 50
+STILL_DB = -55.0  # quieter than the VAD's floor: nobody speaks
 
 
 class Cleaned(NamedTuple):
@@ -114,6 +129,9 @@ class EchoCanceller:
         self._near: collections.deque[np.ndarray] = collections.deque(maxlen=RESEMBLANCE_FRAMES)  # output
         self._far: collections.deque[np.ndarray] = collections.deque(maxlen=RESEMBLANCE_FRAMES + RESEMBLANCE_LAG_FRAMES)
         self._since_onset = ONSET_FRAMES + 1  # frames since it became audible after a pause
+        self._may_pass = not config.noise_suppression
+        self._passing = False  # the microphone passes by the module (IDLE_FRAMES)
+        self._still = 0  # microphone frames the module has had, since the last one above STILL_DB
         log.info("echo cancellation on (stream delay %d ms, noise suppression %s)", delay_ms,
                  "on" if config.noise_suppression else "off")
 
@@ -155,16 +173,29 @@ class EchoCanceller:
             if audible:
                 self._heard += 1
                 self._coupling.append(bool(np.abs(mic).max() > AUDIBLE))
-            self.apm.process_reverse_stream(self._frame(reference))
-            frame = self._frame(mic)
-            self.apm.process_stream(frame)
-            out[i:i + FRAME] = np.frombuffer(frame.data, np.int16)
+            if self._passes_by(audible, mic):
+                out[i:i + FRAME] = mic
+            else:
+                self.apm.process_reverse_stream(self._frame(reference))
+                frame = self._frame(mic)
+                self.apm.process_stream(frame)
+                out[i:i + FRAME] = np.frombuffer(frame.data, np.int16)
             echo_only &= self._echo_only(audible, reference, mic, out[i:i + FRAME])
         over_echo_db = self._over_echo_db(pcm)
         if not self.hears_speaker:
             return Cleaned(pcm, False, True)
         echo_only = echo_only or (over_echo_db < ECHO_MARGIN_DB and self._resembles_reference(out))
         return Cleaned(out, echo_only, over_echo_db >= BEYOND_ECHO_DB)
+
+    def _passes_by(self, audible: bool, mic: np.ndarray) -> bool:
+        """Whether this 10 ms frame may pass the module by (IDLE_FRAMES)."""
+        if audible or not self._may_pass:
+            self._passing = False
+        elif self._quiet >= IDLE_FRAMES and self._still >= STILL_FRAMES:
+            self._passing = True
+        if not self._passing:
+            self._still = self._still + 1 if dbfs(mic) < STILL_DB else 0
+        return self._passing
 
     def _echo_only(self, audible: bool, reference: np.ndarray, mic: np.ndarray, out: np.ndarray) -> bool:
         """Whether a 10 ms frame's remains (`out`) are the assistant's voice: while the module is
