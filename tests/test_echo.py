@@ -77,21 +77,28 @@ def test_echo_canceller_removes_the_assistants_voice(config, engines):
     assert reduced >= 15, f"echo reduced by only {reduced:.1f} dB"
 
 
-def test_echo_canceller_keeps_its_echo_path_through_a_long_user_turn(config, engines, shared_clips):
-    """The assistant speaks, the user talks for seconds with the speaker silent, the assistant
-    speaks again: its second reply is cancelled as well as the first (the module gets silence
-    as reference while nothing plays, paired with the microphone by time)."""
+def reply_user_reply(engines, shared_clips, talks_s: float, replies_s: float, n_s: float):
+    """The assistant's first 1.5 s of a story, a recorded user from `talks_s`, the story going on
+    from `replies_s`, in the simulated room: what the speaker played and the microphone heard."""
     far = far_end(engines, "Once upon a time there was a dragon who lived in a cave. "
                            "He liked gold and he liked to sleep all day.")
     clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
     user = read_audio(clip["path"]).astype(np.float32) / 32768
-    first, n = int(1.5 * RATE), 12 * RATE
+    first, talks, replies, n = (int(s * RATE) for s in (1.5, talks_s, replies_s, n_s))
     played = np.zeros(n, np.float32)
     played[:first] = far[:first]
-    played[9 * RATE:9 * RATE + len(far) - first] = far[first:first + 3 * RATE][:n - 9 * RATE]
+    story = far[first:first + n - replies]
+    played[replies:replies + len(story)] = story
     voice = np.zeros(n, np.float32)
-    voice[first:first + len(user)] = user[:n - first]
-    mic = (np.clip(voice + room_echo(played), -1, 1) * 32767).astype(np.int16)
+    voice[talks:talks + len(user)] = user[:replies - talks]
+    return played, (np.clip(voice + room_echo(played), -1, 1) * 32767).astype(np.int16)
+
+
+def test_echo_canceller_keeps_its_echo_path_through_a_long_user_turn(config, engines, shared_clips):
+    """The assistant speaks, the user talks for seconds with the speaker silent, the assistant
+    speaks again: its second reply is cancelled as well as the first (the module gets silence
+    as reference while nothing plays, paired with the microphone by time)."""
+    played, mic = reply_user_reply(engines, shared_clips, talks_s=1.5, replies_s=9, n_s=12)
     canceller = EchoCanceller(config.echo, delay_ms=40)
     out = cancel(canceller, played, mic, only_while_playing=True)
     second = slice(int(9.3 * RATE), 11 * RATE)
@@ -103,23 +110,11 @@ def test_a_still_room_passes_the_module_by_and_the_next_reply_is_cancelled(confi
     """Once the speaker and the room have been still a while, the microphone passes the module by
     as it is (its calls were most of idle listening's CPU), the user's voice included; the reply
     after that is cancelled as well as if the module had heard every frame."""
-    far = far_end(engines, "Once upon a time there was a dragon who lived in a cave. "
-                           "He liked gold and he liked to sleep all day.")
-    clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
-    user = read_audio(clip["path"]).astype(np.float32) / 32768
-    first, talks, n = int(1.5 * RATE), int(5.0 * RATE), int(12.5 * RATE)
-    replies = int(10.5 * RATE)
-    played = np.zeros(n, np.float32)
-    played[:first] = far[:first]
-    played[replies:] = far[first:first + n - replies]
-    voice = np.zeros(n, np.float32)
-    voice[talks:talks + len(user)] = user[:replies - talks]
-    mic = (np.clip(voice + room_echo(played), -1, 1) * 32767).astype(np.int16)
-    canceller = EchoCanceller(config.echo, delay_ms=40)
-    out = cancel(canceller, played, mic, only_while_playing=True)
-    idle = slice(int(4.7 * RATE), replies)
+    played, mic = reply_user_reply(engines, shared_clips, talks_s=5.0, replies_s=10.5, n_s=12.5)
+    out = cancel(EchoCanceller(config.echo, delay_ms=40), played, mic, only_while_playing=True)
+    idle = slice(int(4.7 * RATE), int(10.5 * RATE))
     assert np.array_equal(out[idle], mic[idle]), "the microphone went through the module while all was still"
-    second = slice(int(10.8 * RATE), n)
+    second = slice(int(10.8 * RATE), len(mic))
     assert db(mic[second]) - db(out[second]) >= 45, "the reply after the pass-by came through"
 
 

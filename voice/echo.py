@@ -130,7 +130,6 @@ class EchoCanceller:
         self._far: collections.deque[np.ndarray] = collections.deque(maxlen=RESEMBLANCE_FRAMES + RESEMBLANCE_LAG_FRAMES)
         self._since_onset = ONSET_FRAMES + 1  # frames since it became audible after a pause
         self._may_pass = not config.noise_suppression
-        self._passing = False  # the microphone passes by the module (IDLE_FRAMES)
         self._still = 0  # microphone frames the module has had, since the last one above STILL_DB
         log.info("echo cancellation on (stream delay %d ms, noise suppression %s)", delay_ms,
                  "on" if config.noise_suppression else "off")
@@ -188,14 +187,12 @@ class EchoCanceller:
         return Cleaned(out, echo_only, over_echo_db >= BEYOND_ECHO_DB)
 
     def _passes_by(self, audible: bool, mic: np.ndarray) -> bool:
-        """Whether this 10 ms frame may pass the module by (IDLE_FRAMES)."""
-        if audible or not self._may_pass:
-            self._passing = False
-        elif self._quiet >= IDLE_FRAMES and self._still >= STILL_FRAMES:
-            self._passing = True
-        if not self._passing:
+        """Whether this 10 ms frame may pass the module by (IDLE_FRAMES). Once it does, so do the
+        frames after it until the speaker sounds: the count of still frames stands meanwhile."""
+        passing = self._may_pass and not audible and self._quiet >= IDLE_FRAMES and self._still >= STILL_FRAMES
+        if not passing:
             self._still = self._still + 1 if dbfs(mic) < STILL_DB else 0
-        return self._passing
+        return passing
 
     def _echo_only(self, audible: bool, reference: np.ndarray, mic: np.ndarray, out: np.ndarray) -> bool:
         """Whether a 10 ms frame's remains (`out`) are the assistant's voice: while the module is
