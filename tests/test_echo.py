@@ -51,14 +51,19 @@ def room_echo(played: np.ndarray, delay_ms: float = 40) -> np.ndarray:
     return np.convolve(np.concatenate([np.zeros(room.delay, np.float32), played]), room.ir)[:len(played)]
 
 
-def cancel(canceller: EchoCanceller, played: np.ndarray, mic: np.ndarray, only_while_playing=False) -> np.ndarray:
+def cancel(canceller: EchoCanceller, played: np.ndarray, mic: np.ndarray, only_while_playing=False,
+           judged: list | None = None) -> np.ndarray:
     """The canceller on its own, 20 ms frames on the room's clock; returns the cleaned microphone.
-    `only_while_playing`: the speaker gets no blocks while the assistant is silent."""
+    `only_while_playing`: the speaker gets no blocks while the assistant is silent. `judged`
+    collects each frame's (echo_only, beyond_echo)."""
     out = np.zeros(len(mic), np.int16)
     for i in range(0, len(mic) - 320 + 1, 320):
         if not only_while_playing or np.any(played[i:i + 320]):
             canceller.reference(played[i:i + 320], RATE, t=i / RATE)
-        out[i:i + 320] = canceller.process(mic[i:i + 320], t=(i + 320) / RATE).pcm
+        cleaned = canceller.process(mic[i:i + 320], t=(i + 320) / RATE)
+        out[i:i + 320] = cleaned.pcm
+        if judged is not None:
+            judged.append((cleaned.echo_only, cleaned.beyond_echo))
     return out
 
 
@@ -111,11 +116,17 @@ def test_a_still_room_passes_the_module_by_and_the_next_reply_is_cancelled(confi
     as it is (its calls were most of idle listening's CPU), the user's voice included; the reply
     after that is cancelled as well as if the module had heard every frame."""
     played, mic = reply_user_reply(engines, shared_clips, talks_s=5.0, replies_s=10.5, n_s=12.5)
-    out = cancel(EchoCanceller(config.echo, delay_ms=40), played, mic, only_while_playing=True)
+    judged: list = []
+    out = cancel(EchoCanceller(config.echo, delay_ms=40), played, mic, only_while_playing=True, judged=judged)
     idle = slice(int(4.7 * RATE), int(10.5 * RATE))
     assert np.array_equal(out[idle], mic[idle]), "the microphone went through the module while all was still"
     second = slice(int(10.8 * RATE), len(mic))
     assert db(mic[second]) - db(out[second]) >= 45, "the reply after the pass-by came through"
+    # passing by, a block only has its frames counted; frame by frame it comes out the same
+    frame_by_frame, judged_so = EchoCanceller(config.echo, delay_ms=40), []
+    frame_by_frame._idle = lambda pcm, start: False
+    assert np.array_equal(cancel(frame_by_frame, played, mic, only_while_playing=True, judged=judged_so), out)
+    assert judged_so == judged
 
 
 def test_echo_canceller_stays_out_of_the_way_when_the_microphone_does_not_hear_the_speaker(config, engines):

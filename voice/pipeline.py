@@ -26,7 +26,7 @@ from .llm_openai import make_chat_model
 from .memory import MemoryStore
 from .own_voice import OwnWords
 from .playback import AudioSink, PlaybackStage
-from .stage import EventBus
+from .stage import EventBus, Stage
 from .supervisor import Supervisor
 from .turns import Turns
 from .stt import SttStage, Transcriber, WhisperTranscriber
@@ -232,6 +232,9 @@ class Pipeline:
         if self.stop_event.is_set() and not any(stage.is_alive() for stage in self.stages):
             return []
         self.stop_event.set()
+        for stage in self.stages:
+            if isinstance(stage, Stage):
+                stage.unblock()
         deadline = time.monotonic() + timeout
         stuck = []
         for stage in self.stages:
