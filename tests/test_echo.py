@@ -230,7 +230,7 @@ def test_what_the_speaker_dropped_at_an_interruption_leaves_the_reference(config
 
 
 def test_no_self_trigger_with_echo_cancellation(config, engines, question):
-    room = Room(question, echo_gain_db=-6, echo_delay_ms=40, tail_s=12)
+    room = Room(question, echo_gain_db=-6, echo_delay_ms=40, tail_s=12, frame_ms=config.audio.frame_ms)
     _, turns, _ = run_room(config, engines, room, echo=True)
     heard = [t.get("transcript") for t in turns if t.get("transcript")]
     assert len(heard) == 1 and "dragon" in normalise(heard[0]), heard
@@ -242,7 +242,7 @@ def test_without_echo_cancellation_full_duplex_hears_itself(config, engines, que
     """The control: the same room, microphone open, no canceller: the assistant answers its own voice.
     (Without holding the reply at its first voice: held, its echo falls silent with it, and the
     reply stutters instead.)"""
-    room = Room(question, echo_gain_db=-6, echo_delay_ms=40, tail_s=12)
+    room = Room(question, echo_gain_db=-6, echo_delay_ms=40, tail_s=12, frame_ms=config.audio.frame_ms)
     unheld = dataclasses.replace(config, vad=dataclasses.replace(config.vad, hold_ms=0))
     _, turns, _ = run_room(unheld, engines, room, echo=False)
     assert len([t for t in turns if t.get("transcript")]) >= 2, "the echo opened turns of its own"
@@ -251,7 +251,7 @@ def test_without_echo_cancellation_full_duplex_hears_itself(config, engines, que
 def test_barge_in_stops_the_reply_and_the_user_is_heard(config, engines, question, shared_clips):
     clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
     interruption = read_audio(clip["path"])
-    room = Room(question, echo_gain_db=-6, echo_delay_ms=40, tail_s=19)
+    room = Room(question, echo_gain_db=-6, echo_delay_ms=40, tail_s=19, frame_ms=config.audio.frame_ms)
     said = {}
 
     def interrupt_once(pipeline, event):
@@ -295,7 +295,7 @@ def test_a_cough_over_the_reply_holds_it_and_it_plays_on(config, engines, shared
     loudest = int(np.argmax(np.convolve(clip.astype(np.float64) ** 2, np.ones(n), "valid")))
     cough = clip[loudest:loudest + n]
     room = Room(read_audio(synth_question("Tell me a fun fact about the moon.")),
-                echo_gain_db=-6, echo_delay_ms=40, tail_s=14)
+                echo_gain_db=-6, echo_delay_ms=40, tail_s=14, frame_ms=config.audio.frame_ms)
     said = {}
 
     def cough_once(pipeline, event):

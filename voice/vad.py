@@ -225,13 +225,22 @@ class Segmenter:
 
 
 class WebRtcVad:
-    """webrtcvad on 10/20/30 ms int16 frames at 8/16/32/48 kHz."""
+    """webrtcvad on 10/20/30 ms int16 frames at 8/16/32/48 kHz; never speech below
+    `min_level_dbfs` (webrtcvad calls faint noise speech, such as a recording's room tone or the
+    comfort noise the echo canceller adds while the assistant talks)."""
 
-    def __init__(self, aggressiveness: int, sample_rate: int) -> None:
+    def __init__(self, aggressiveness: int, sample_rate: int, min_level_dbfs: float | None = None) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
         self.sample_rate = sample_rate
+        self.min_rms = 0.0 if min_level_dbfs is None else 32768.0 * 10 ** (min_level_dbfs / 20)
+
+    @classmethod
+    def from_config(cls, config: VadConfig, sample_rate: int = 16000) -> "WebRtcVad":
+        return cls(config.aggressiveness, sample_rate, config.min_level_dbfs)
 
     def is_speech(self, pcm: np.ndarray) -> bool:
+        if self.min_rms and float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))) < self.min_rms:
+            return False
         return self._vad.is_speech(pcm.tobytes(), self.sample_rate)
 
 
@@ -260,9 +269,8 @@ class VadStage(Stage):
         self.muted = False
         self.level = LevelMeter(bus)
         self.segmenter = Segmenter.from_config(config, frame_ms, auto_open)
-        self.vad = WebRtcVad(config.aggressiveness, 16000)
+        self.vad = WebRtcVad.from_config(config)
         self.turns = turns
-        self.min_rms = 32768.0 * 10 ** (config.min_level_dbfs / 20)
         self.listen_gate = listen_gate
         self.is_speaking = is_speaking
         self.talk_over = TalkOver(config, hold_reply, barge_in)  # voice over the reply (voice.talk_over)
@@ -292,13 +300,9 @@ class VadStage(Stage):
                              self.segmenter.voiced_ms, self.segmenter.silence_ms, frame.beyond_echo)
 
     def _voiced(self, frame: AudioFrame) -> bool:
-        """webrtcvad's answer, but never for audio below the level floor (webrtcvad calls faint
-        noise speech, such as the comfort noise the echo canceller adds while the assistant talks),
-        nor for what the echo canceller let through of the assistant's own voice (voice.echo)."""
-        rms = float(np.sqrt(np.mean(frame.pcm.astype(np.float32) ** 2)))
-        if rms < self.min_rms or frame.echo_only:
-            return False
-        return self.vad.is_speech(frame.pcm)
+        """webrtcvad's answer above the level floor, but never for what the echo canceller let
+        through of the assistant's own voice (voice.echo)."""
+        return not frame.echo_only and self.vad.is_speech(frame.pcm)
 
     def finish(self) -> None:
         self._controls()
