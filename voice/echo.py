@@ -127,7 +127,7 @@ class EchoCanceller:
         self._coupling: collections.deque[bool] = collections.deque(maxlen=COUPLING_FRAMES)
         self._reference_db: collections.deque[float] = collections.deque(maxlen=ECHO_SPAN_FRAMES)
         self._echo_gain: collections.deque[float] = collections.deque(maxlen=ECHO_GAIN_FRAMES)
-        self._quiet = IDLE_FRAMES  # frames since the reference was last audible (none yet: as if long ago)
+        self._quiet = ONSET_QUIET_FRAMES  # frames since the reference was last audible
         self._near: collections.deque[np.ndarray] = collections.deque(maxlen=RESEMBLANCE_FRAMES)  # output
         self._far: collections.deque[np.ndarray] = collections.deque(maxlen=RESEMBLANCE_FRAMES + RESEMBLANCE_LAG_FRAMES)
         self._since_onset = ONSET_FRAMES + 1  # frames since it became audible after a pause
