@@ -47,8 +47,9 @@ def spoken_numbers(text: str) -> list[int]:
     "1:00", "100" and "1-0-0" are [1]."""
     numbers: list[int] = []
     for token in re.findall(r"\d+", canonical(text)):
-        if len(token) in (3, 4) and int(token[-2:]) < 60:  # "217", "1138": hour and minutes run together
-            numbers += [int(token[:-2])] + ([int(token[-2:])] if int(token[-2:]) else [])
+        minutes = int(token[-2:])
+        if len(token) in (3, 4) and minutes < 60:  # "217", "1138": hour and minutes run together
+            numbers += [int(token[:-2]), minutes] if minutes else [int(token[:-2])]
         elif int(token) == 0:  # "8.00", "1-0-0" (Piper's "1:00"): no minutes said
             continue
         elif numbers and numbers[-1] % 10 == 0 and 20 <= numbers[-1] <= 50 and 0 < int(token) < 10:

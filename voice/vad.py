@@ -36,7 +36,7 @@ import webrtcvad
 
 from .config import VadConfig
 from .frames import AudioFrame, Mute, PushToTalk, Utterance
-from .level import FLOOR_DBFS, LevelMeter
+from .level import FLOOR_DBFS, LevelMeter, dbfs
 from .stage import EventBus, Stage
 from .talk_over import TalkOver
 from .turn_end import reads_finished
@@ -232,14 +232,14 @@ class WebRtcVad:
     def __init__(self, aggressiveness: int, sample_rate: int, min_level_dbfs: float | None = None) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
         self.sample_rate = sample_rate
-        self.min_rms = 0.0 if min_level_dbfs is None else 32768.0 * 10 ** (min_level_dbfs / 20)
+        self.min_level_dbfs = min_level_dbfs
 
     @classmethod
     def from_config(cls, config: VadConfig, sample_rate: int = 16000) -> "WebRtcVad":
         return cls(config.aggressiveness, sample_rate, config.min_level_dbfs)
 
     def is_speech(self, pcm: np.ndarray) -> bool:
-        if self.min_rms and float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))) < self.min_rms:
+        if self.min_level_dbfs is not None and dbfs(pcm) < self.min_level_dbfs:
             return False
         return self._vad.is_speech(pcm.tobytes(), self.sample_rate)
 
