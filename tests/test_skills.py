@@ -43,13 +43,14 @@ def blur_teens(numbers: list[int]) -> list[int]:
 
 
 HOMOPHONES = {"for": "four", "to": "two", "too": "two", "won": "one", "ate": "eight"}
+_HOUR_HOMOPHONE = re.compile(rf"\b(it'?s) ({'|'.join(HOMOPHONES)})\b")
 
 
 def spoken_numbers(text: str) -> list[int]:
     """The numbers a time is said with: "11:38", "1138" and "11.30, 8.00" are all [11, 38];
     "1:00", "100" and "1-0-0" are [1]."""
     # tiny.en writes the hour said alone as its homophone now and then: "It's for 37 p.m." (seen at 4:37)
-    text = re.sub(r"\b(it'?s) (for|to|too|won|ate)\b", lambda m: f"{m[1]} {HOMOPHONES[m[2]]}", text.lower())
+    text = _HOUR_HOMOPHONE.sub(lambda m: f"{m[1]} {HOMOPHONES[m[2]]}", text.lower())
     numbers: list[int] = []
     for token in re.findall(r"\d+", canonical(text)):
         minutes = int(token[-2:])
