@@ -167,9 +167,9 @@ def test_live_speaker_unplugged_and_back(pulse, questions, engines, tmp_path):
     reply_matches_recording(engines, tmp_path / "speaker.wav", reply)
 
 
-def test_input_overflow_is_counted_and_reported_not_fatal(pulse, monkeypatch, caplog):
-    """The audio callback never blocks: with nobody reading, blocks are dropped and counted."""
-    from voice.capture import MicrophoneSource
+@pytest.fixture
+def in_process_pulse(pulse, monkeypatch):
+    """The private server's microphone for PortAudio in this process."""
     from voice.devices import PORTAUDIO
 
     pulse.start(speaker=False)
@@ -177,6 +177,14 @@ def test_input_overflow_is_counted_and_reported_not_fatal(pulse, monkeypatch, ca
         if key.startswith(("PULSE_", "XDG_RUNTIME")):
             monkeypatch.setenv(key, value)
     PORTAUDIO.reinitialise()  # PortAudio may have started in this process before the server existed
+    yield pulse
+    PORTAUDIO.reinitialise()
+
+
+def test_input_overflow_is_counted_and_reported_not_fatal(in_process_pulse, caplog):
+    """The audio callback never blocks: with nobody reading, blocks are dropped and counted."""
+    from voice.capture import MicrophoneSource
+
     mic = MicrophoneSource(None, frame_ms=20, sample_rate=16000, queue_frames=5)
     try:
         time.sleep(1.0)  # about 50 blocks arrive; the queue holds 5
@@ -187,7 +195,43 @@ def test_input_overflow_is_counted_and_reported_not_fatal(pulse, monkeypatch, ca
         assert "blocks dropped so far" in caplog.text
     finally:
         mic.close()
-        PORTAUDIO.reinitialise()
+
+
+def test_a_still_room_is_read_a_few_blocks_at_a_time_and_a_voice_at_once(in_process_pulse, questions):
+    """Nothing needing each block at once (`attentive`), a still room is read RELAXED_POLL_S apart,
+    several blocks together; a voice makes it read each block as it comes; no block is dropped."""
+    from voice.capture import RELAX_AFTER_S, MicrophoneSource
+    from voice.level import dbfs
+
+    mic = MicrophoneSource(None, frame_ms=20, sample_rate=16000)
+    mic.attentive = lambda: False
+    frames = mic.frames(threading.Event())
+
+    def take(seconds: float) -> list:
+        """Frames for `seconds`, each with the time it was handed over."""
+        got, end = [], time.monotonic() + seconds
+        while time.monotonic() < end:
+            got.append((next(frames), time.monotonic()))
+        return got
+
+    def bunched(got: list) -> float:
+        """The share of frames handed over together with the one before."""
+        return float(np.mean(np.diff([at for _, at in got]) < 0.005))
+
+    try:
+        take(RELAX_AFTER_S + 0.3)
+        still = take(1.0)
+        speaking = threading.Thread(target=in_process_pulse.say, args=(questions[QUESTIONS[0]],))
+        speaking.start()
+        take(0.6)  # the question's lead-in silence, then its first words
+        voice = take(0.8)
+        speaking.join()
+        assert bunched(still) >= 0.5, f"a still room: {bunched(still):.2f} of its frames came together"
+        assert bunched(voice) <= 0.3, f"a voice: {bunched(voice):.2f} of its frames came together"
+        assert max(dbfs(f.pcm) for f, _ in voice) > -40, "the voice is in the frames"
+        assert mic.overflows == 0
+    finally:
+        mic.close()
 
 
 def test_alsa_lib_notes_go_to_the_log_not_the_terminal(capfd, caplog):

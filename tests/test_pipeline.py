@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -26,6 +27,23 @@ def replay(path, engines, config, out_wav):
     pipeline.run()
     assert not pipeline.stop(), "every stage stopped"
     return metrics.turns
+
+
+def test_the_microphone_is_attentive_while_a_turn_is_open_or_the_assistant_speaks(engines, config, synth_question,
+                                                                                   tmp_path):
+    """The pipeline tells a microphone when each block is needed at once (voice.capture)."""
+    source = FileSource(synth_question("What is the capital of France?"), config.audio.frame_ms)
+    source.attentive = lambda: True  # a microphone's hook
+    pipeline = Pipeline(config, engines, source, WavSink(tmp_path / "out.wav", engines.synthesizer.sample_rate))
+    assert not source.attentive(), "a still room, nobody speaking"
+    pipeline.vad.segmenter.force_open(time.monotonic())
+    assert source.attentive(), "a turn is open"
+    pipeline.vad.segmenter.reset()
+    pipeline.speaking.set()
+    assert source.attentive(), "the assistant speaks"
+    pipeline.speaking.clear()
+    pipeline.bus.emit("playback_end", 1)
+    assert source.attentive(), "the assistant has just spoken"
 
 
 def check_turn(turns, out_wav, engines, heard_words):

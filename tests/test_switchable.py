@@ -45,7 +45,8 @@ print("listening", flush=True)
 for line in sys.stdin:
     mic.switch(line.strip())
     threading.Event().wait(0.5)  # the capture thread moves over at its next frame
-    print(f"switched; streams open: {sum(1 for s in PORTAUDIO._streams if s.stream is not None)}", flush=True)
+    print(f"switched; streams open: {sum(1 for s in PORTAUDIO._streams if s.stream is not None)}; "
+          f"hook carried over: {mic._current.attentive == pipeline._attentive}", flush=True)
 pipeline.stop()
 """
 
@@ -69,7 +70,8 @@ def test_microphone_switches_while_running(synth_question, tmp_path):
         lines.wait_for("assistant: ")
         proc.stdin.write("pulse\n")
         proc.stdin.flush()
-        assert lines.wait_for("switched")[1] == "switched; streams open: 1"  # the old device is closed
+        # the old device is closed; the new one is told when the pipeline needs each block at once
+        assert lines.wait_for("switched")[1] == "switched; streams open: 1; hook carried over: True"
         time.sleep(0.5)
         pulse.say(said[1])
         assert wer(QUESTIONS[1], lines.wait_for("you: ")[1][5:]) <= 0.35

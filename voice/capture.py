@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import soundfile
@@ -20,11 +20,17 @@ import soxr
 
 from .devices import PORTAUDIO, DeviceStream, HasDevice
 from .frames import END, AudioFrame
-from .stage import EventBus, put
+from .stage import EventBus, name_os_thread, put
 
 log = logging.getLogger(__name__)
 
 STALL_S = 2.0  # a microphone that delivers nothing this long is treated as lost
+# Listening to a still room, blocks are read RELAXED_POLL_S apart, several at a time, not each as it
+# comes (see MicrophoneSource.frames): once the microphone has been below QUIET_PEAK for RELAX_AFTER_S
+# and the pipeline does not need each block at once (`attentive`).
+QUIET_PEAK = 10 ** (-55 / 20)  # a block's loudest sample below the VAD's floor: nobody speaks
+RELAX_AFTER_S = 1.0
+RELAXED_POLL_S = 0.06
 OVERFLOW_REPORT_S = 10.0  # at most one overflow warning this often
 
 
@@ -100,6 +106,13 @@ class MicrophoneSource(HasDevice):
 
     A lost device (the stream stops, or delivers nothing for STALL_S) is reopened with
     backoff by its DeviceStream; frames pause meanwhile and `notify` tells the user.
+
+    `attentive` (set by the pipeline) says whether each block is needed the moment it comes: while a
+    turn is open, the assistant speaks or has just spoken. When not, and the room has been still
+    for RELAX_AFTER_S, the blocks of RELAXED_POLL_S are read together: every block wakes this
+    thread, and through it the echo and VAD stages, so idle listening then wakes them a third as
+    often. The first loud block makes it attentive again, up to RELAXED_POLL_S late: the first
+    syllable's frames keep their capture times, and the VAD's pre-roll has them.
     """
 
     def __init__(self, device: str | int | None = None, frame_ms: int = 20, sample_rate: int = 16000,
@@ -113,7 +126,8 @@ class MicrophoneSource(HasDevice):
         self.overflows = 0  # blocks dropped because the pipeline fell behind
         self.status_flags = 0  # blocks PortAudio flagged (input overflow etc.)
         self._reported_overflows, self._overflow_report_t = 0, 0.0
-        self._last_block = time.monotonic()
+        self._last_block = self._loud_t = time.monotonic()
+        self.attentive: Callable[[], bool] = lambda: True
         self._resampler = None
         self._device = DeviceStream("microphone", self._open)
         try:
@@ -156,6 +170,8 @@ class MicrophoneSource(HasDevice):
             if not self._device.ensure():  # lost: retried with backoff, frames resume when it is back
                 stop.wait(0.1)
                 continue
+            if self._q.empty() and self._relaxed():
+                stop.wait(RELAXED_POLL_S)  # the blocks meanwhile are read one after the other
             try:
                 raw, t = self._q.get(timeout=0.1)
             except queue.Empty:
@@ -163,6 +179,8 @@ class MicrophoneSource(HasDevice):
                 continue
             block = np.frombuffer(raw, np.float32)
             self._last_block = time.monotonic()
+            if len(block) and np.abs(block).max() >= QUIET_PEAK:
+                self._loud_t = t
             self._report_overflows()
             if self._resampler is not None:
                 block = self._resampler.resample_chunk(block)
@@ -170,6 +188,10 @@ class MicrophoneSource(HasDevice):
             while len(pending) >= n:
                 frame, pending = pending[:n], pending[n:]
                 yield AudioFrame(to_int16(frame), self.sample_rate, t - len(pending) / self.sample_rate)
+
+    def _relaxed(self) -> bool:
+        """The room still for RELAX_AFTER_S, and nothing needs each block at once."""
+        return time.monotonic() - self._loud_t > RELAX_AFTER_S and not self.attentive()
 
     def _check_alive(self) -> None:
         """No block came: a stream PortAudio stopped, or one that went silent, lost its device."""
@@ -221,6 +243,7 @@ class CaptureStage(threading.Thread):
         self.error: Exception | None = None
 
     def run(self) -> None:
+        name_os_thread(self.name)
         try:
             for frame in self.source.frames(self.stop):
                 if not put(self.outbox, frame, self.stop):

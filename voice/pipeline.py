@@ -38,6 +38,7 @@ from .wake import WakePhrase
 log = logging.getLogger(__name__)
 
 ECHO_TAIL_S = 0.3  # half-duplex: the room and the device buffer still sound this long after a reply
+ATTENTIVE_S = 3.0  # after a reply, each microphone block is needed at once this long (a quick follow-up)
 
 
 @dataclass
@@ -123,6 +124,8 @@ class Pipeline:
         for device in (source, sink):  # a microphone or speaker that comes and goes tells the user
             if hasattr(device, "notify"):
                 device.notify = lambda line: self.bus.emit("device", text=line)
+        if hasattr(source, "attentive"):
+            source.attentive = self._attentive
 
     def _own_words(self, echo: EchoCanceller | None) -> OwnWords | None:
         """With the microphone open while it speaks, what the assistant said, to know its echo by."""
@@ -183,6 +186,13 @@ class Pipeline:
         self.bus.emit("announcement", turn_id, text, skill=skill)
         self.llm.say(turn_id, text, skill=skill)
         return turn_id
+
+    def _attentive(self) -> bool:
+        """(on the capture thread) Whether each microphone block is needed the moment it comes: a turn
+        is open or push-to-talk held (its end is timed), or the assistant speaks or spoke within
+        ATTENTIVE_S (a barge-in is timed, and the echo canceller is at work)."""
+        return (self.vad.segmenter.in_turn or self.vad.held or self.speaking.is_set()
+                or time.monotonic() - self._quiet_since < ATTENTIVE_S)
 
     def _may_listen(self) -> bool:
         """Half-duplex: the microphone may not open a turn while the assistant's voice is in the room."""

@@ -37,28 +37,40 @@ def list_devices() -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
     return inputs, outputs
 
 
+class _Hook:
+    """A callable the pipeline sets on the device in use (`notify`, `attentive`), carried over to the next."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else obj._hooks.get(self.name)
+
+    def __set__(self, obj, fn) -> None:
+        obj._hooks[self.name] = fn
+        if hasattr(obj._current, self.name):
+            setattr(obj._current, self.name, fn)
+
+
 class _Switchable:
-    """The device in use now, and the `notify` hook (device lost / back) carried over to the next."""
+    """The device in use now, and the hooks carried over to the next."""
+
+    notify = _Hook()  # device lost / back
 
     def __init__(self, current: Any, reopen: Callable[[Device], Any]) -> None:
         self._current, self._reopen = current, reopen
-        self._notify = getattr(current, "notify", None)
+        self._hooks = {name: getattr(current, name) for name in self._hook_names() if hasattr(current, name)}
         self._lock = threading.Lock()
 
-    @property
-    def notify(self):
-        return self._notify
-
-    @notify.setter
-    def notify(self, fn) -> None:
-        self._notify = fn
-        if hasattr(self._current, "notify"):
-            self._current.notify = fn
+    @classmethod
+    def _hook_names(cls) -> list[str]:
+        return [name for name in dir(cls) if isinstance(getattr(cls, name), _Hook)]
 
     def switch(self, device: Device) -> None:
         new = self._reopen(device)  # raises AudioInputError / AudioOutputError: the old one keeps running
-        if hasattr(new, "notify"):
-            new.notify = self._notify
+        for name, fn in self._hooks.items():
+            if hasattr(new, name):
+                setattr(new, name, fn)
         with self._lock:
             old, self._current = self._current, new
         old.close()
@@ -69,6 +81,8 @@ class _Switchable:
 
 
 class SwitchableSource(_Switchable):
+    attentive = _Hook()  # each block is needed at once (voice.capture.MicrophoneSource)
+
     def __init__(self, source: AudioSource, reopen: Callable[[Device], AudioSource]) -> None:
         super().__init__(source, reopen)
         self.sample_rate = source.sample_rate
