@@ -211,7 +211,7 @@ def test_a_cough_over_the_reply_holds_it_and_lets_it_go(config, shared_clips):
     clip = read_audio(next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")["path"])
     voiced = [i for i in range(0, len(clip) - 320, 320) if WebRtcVad(2, 16000).is_speech(clip[i:i + 320])]
     cough = np.concatenate([clip[i:i + 320] for i in voiced[10:16]])  # 120 ms of voice
-    gap_ms = 300
+    gap_ms = (config.vad.resume_ms + config.vad.end_silence_ms) // 2
     assert config.vad.resume_ms < gap_ms < config.vad.end_silence_ms  # the reply plays on, the turn stays open
     gap = np.zeros(16 * gap_ms, np.int16)
     run = OverReply(config).feed(np.concatenate([cough, gap, cough, np.zeros(16000, np.int16)]))
