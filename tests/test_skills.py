@@ -116,6 +116,7 @@ def test_stop_stops_the_reply_and_says_nothing(engines, config, synth_question, 
     talk_wav = spoken(synth_question, tmp_path / "q.wav", "Tell me a long story about a brave knight and a dragon.",
                       "Stop.", gap_s=4.0)
     run = talk(talk_wav, engines, config, tmp_path, realtime=True, pace=True)
+    assert "stop" in run.skill_turns, (run.turns, run.lines)
     story, stop = run.turns[0], run.skill_turns["stop"][0]
     assert story.get("interrupted"), story
     assert stop["reply"] == "" and "playback_start" not in stop, stop
