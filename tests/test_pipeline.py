@@ -175,3 +175,37 @@ def test_loading_the_models_does_not_call_the_model(config, monkeypatch):
     monkeypatch.setattr(LlamaChatModel, "stream", lambda self, messages, cancel: calls.append(messages) or iter(()))
     load_engines(config)
     assert calls == []
+
+
+def test_new_engines_are_warmed_up_on_their_stage_threads_once(engines, config, synth_question, tmp_path, monkeypatch):
+    """The first pipeline on new engines runs Whisper and Piper once on nothing before the first
+    question (their first call costs more), on the threads that will run them; nothing of it is
+    heard or makes a turn, and a second pipeline on the same engines does not do it again."""
+    import dataclasses
+    import threading
+
+    from voice.stt import WARM_UP_AUDIO
+    from voice.tts import WARM_UP_TEXT
+
+    calls = []
+    transcribe, synthesize = engines.transcriber.transcribe, engines.synthesizer.synthesize
+
+    def recording_transcribe(audio):
+        calls.append((threading.current_thread().name, "stt", len(audio)))
+        return transcribe(audio)
+
+    def recording_synthesize(text):
+        calls.append((threading.current_thread().name, "tts", text))
+        return synthesize(text)
+
+    monkeypatch.setattr(engines.transcriber, "transcribe", recording_transcribe)
+    monkeypatch.setattr(engines.synthesizer, "synthesize", recording_synthesize)
+    new = dataclasses.replace(engines, cold=True)
+    question = synth_question("What is the capital of France?")
+    check_turn(replay(question, new, config, tmp_path / "first.wav"), tmp_path / "first.wav", engines, ["france"])
+    assert ("stt", "stt", len(WARM_UP_AUDIO)) == next(c for c in calls if c[1] == "stt"), calls
+    assert ("tts", "tts", WARM_UP_TEXT) == next(c for c in calls if c[1] == "tts"), calls
+    assert not new.cold
+    calls.clear()
+    check_turn(replay(question, new, config, tmp_path / "second.wav"), tmp_path / "second.wav", engines, ["france"])
+    assert ("tts", "tts", WARM_UP_TEXT) not in calls and ("stt", "stt", len(WARM_UP_AUDIO)) not in calls, calls

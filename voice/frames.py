@@ -46,7 +46,9 @@ class Utterance:
 
 @dataclass(frozen=True)
 class WarmUp:
-    """To the LLM stage, between turns: read the conversation into the model's cache now."""
+    """To a model's stage while nobody speaks: the LLM reads the conversation into its cache (at
+    start and between turns); Whisper and Piper run once on nothing (at the first start), so the
+    first question does not pay their first call's cost."""
 
 
 @dataclass(frozen=True)

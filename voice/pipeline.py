@@ -48,6 +48,7 @@ class Engines:
     transcriber: Transcriber
     chat: ChatModel
     synthesizer: Synthesizer
+    cold: bool = True  # Whisper and Piper have not run yet: the first pipeline's stages warm them up
 
 
 def load_engines(config: Config) -> Engines:
@@ -95,6 +96,8 @@ class Pipeline:
               ("transcript", 8), ("sentence", 64), ("speech", 64))}
         stop, bus = self.stop_event, self.bus
         self._llm_inbox = q["transcript"]
+        self._cold_inboxes = (q["utterance"], q["sentence"]) if engines.cold else ()
+        engines.cold = False
         mic = q["clean"] if echo else q["audio"]
         self.stages: list[threading.Thread] = [
             CaptureStage(source, q["audio"], stop, bus),
@@ -214,7 +217,14 @@ class Pipeline:
         self.control.put(Mute(muted, time.monotonic()))
 
     def start(self) -> "Pipeline":
-        self._warm_up()  # the system prompt, and a conversation restored from memory, before the first question
+        """Start every stage. Before the first question the LLM reads the system prompt (and a
+        conversation restored from memory), and, the first time the engines run, Whisper and Piper
+        run once on their stages' threads: their first call costs more than later ones (measured on
+        an Intel host: Whisper +20-57 ms, Piper +15-36; live, the first reply's first piece took
+        150-235 ms to synthesize where later ones took 70-150), and the first question would pay it."""
+        self._warm_up()
+        for inbox in self._cold_inboxes:
+            inbox.put_nowait(WarmUp())
         for stage in self.stages:
             stage.start()
         self.supervisor.start()

@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from .config import SttConfig
-from .frames import Transcript, Utterance
+from .frames import Transcript, Utterance, WarmUp
 from .models import ModelError, whisper_model_dir
 from .own_voice import OwnWords
 from .stage import EventBus, Stage
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 WHISPER_WINDOW = 30 * 16000  # samples Whisper's encoder was trained on
 SHORT_WINDOW = 10 * 16000  # samples a short encode pads to (at least 1 s more than the audio)
 TOKENS_PER_S = 10  # a generous bound on Whisper tokens per second of speech (stops runaway loops)
+WARM_UP_AUDIO = np.zeros(8000, np.float32)  # half a second of silence: the same window as a question
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,10 @@ class SttStage(Stage):
         self.is_retracted = is_retracted
         self.own_words = own_words  # what the assistant said lately: a turn over the reply may be its echo
 
-    def handle(self, utt: Utterance) -> None:
+    def handle(self, utt: Utterance | WarmUp) -> None:
+        if isinstance(utt, WarmUp):  # see Pipeline.start
+            self.transcriber.transcribe(WARM_UP_AUDIO)
+            return
         if self.is_retracted(utt.turn_id):  # the user spoke on while it waited here: its words come again
             log.debug("turn %d retracted before transcription", utt.turn_id)
             return
@@ -177,6 +181,7 @@ class SttStage(Stage):
         self.bus.emit("transcript", utt.turn_id, text, t=now)
         self.emit(Transcript(utt.turn_id, text, now))
 
-    def failed(self, utt: Utterance, error: Exception) -> None:
+    def failed(self, utt: Utterance | WarmUp, error: Exception) -> None:
         """Whisper raised: the turn ends here, with the reason, and the next one goes on."""
-        self.bus.emit("turn_dropped", utt.turn_id, f"transcription failed: {error}")
+        if isinstance(utt, Utterance):  # a warm-up that failed is only reported (`error`)
+            self.bus.emit("turn_dropped", utt.turn_id, f"transcription failed: {error}")

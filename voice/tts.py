@@ -17,11 +17,13 @@ from platformdirs import user_cache_dir
 
 from . import APP_NAME
 from .config import TtsConfig
-from .frames import ReplyEnd, ReplySentence, SpeechAudio
+from .frames import ReplyEnd, ReplySentence, SpeechAudio, WarmUp
 from .models import ModelError, piper_voice_file
 from .stage import EventBus, Stage
 
 log = logging.getLogger(__name__)
+
+WARM_UP_TEXT = "Hello."
 
 
 class Synthesizer(Protocol):
@@ -121,7 +123,11 @@ class TtsStage(Stage):
         self.synthesizer = synthesizer
         self.is_cancelled = is_cancelled
 
-    def handle(self, item: ReplySentence | ReplyEnd) -> None:
+    def handle(self, item: ReplySentence | ReplyEnd | WarmUp) -> None:
+        if isinstance(item, WarmUp):  # see Pipeline.start
+            for _pcm in self.synthesizer.synthesize(WARM_UP_TEXT):
+                pass
+            return
         if isinstance(item, ReplyEnd):
             self.emit(item)
             return
