@@ -48,7 +48,7 @@ class Engines:
     transcriber: Transcriber
     chat: ChatModel
     synthesizer: Synthesizer
-    cold: bool = True  # Whisper and Piper have not run yet: the first pipeline's stages warm them up
+    cold: bool = True  # Whisper and Piper have not run yet: the first pipeline started warms them up (Pipeline.start)
 
 
 def load_engines(config: Config) -> Engines:
@@ -96,8 +96,7 @@ class Pipeline:
               ("transcript", 8), ("sentence", 64), ("speech", 64))}
         stop, bus = self.stop_event, self.bus
         self._llm_inbox = q["transcript"]
-        self._cold_inboxes = (q["utterance"], q["sentence"]) if engines.cold else ()
-        engines.cold = False
+        self.engines, self._warm_up_inboxes = engines, (q["utterance"], q["sentence"])  # Whisper's, Piper's
         mic = q["clean"] if echo else q["audio"]
         self.stages: list[threading.Thread] = [
             CaptureStage(source, q["audio"], stop, bus),
@@ -223,8 +222,10 @@ class Pipeline:
         an Intel host: Whisper +20-57 ms, Piper +15-36; live, the first reply's first piece took
         150-235 ms to synthesize where later ones took 70-150), and the first question would pay it."""
         self._warm_up()
-        for inbox in self._cold_inboxes:
-            inbox.put_nowait(WarmUp())
+        if self.engines.cold:
+            self.engines.cold = False
+            for inbox in self._warm_up_inboxes:
+                inbox.put_nowait(WarmUp())
         for stage in self.stages:
             stage.start()
         self.supervisor.start()
