@@ -227,7 +227,7 @@ class EchoCanceller:
 
     def _echo_only(self, audible: bool, reference: np.ndarray, mic: np.ndarray, out: np.ndarray) -> bool:
         """Whether a 10 ms frame's remains (`out`) are the assistant's voice: while the module is
-        new, one it took most of; at the start of a reply, one no louder than its echo would be."""
+        new, one it took most of, and at the start of a reply any, where no louder than its echo would be."""
         if audible and self._quiet >= ONSET_QUIET_FRAMES:
             self._since_onset = 0
         self._quiet = 0 if audible else self._quiet + 1
@@ -242,10 +242,8 @@ class EchoCanceller:
         echo_db, removed = max(self._reference_db), mic_db - dbfs(out)
         if removed > CLEARLY_ECHO_DB:
             self._echo_gain.append(mic_db - echo_db)
-        within_echo = mic_db < echo_db + self._echo_gain_db() + ECHO_MARGIN_DB
-        if not self.settled and removed > NEW_CANCELLER_DB and within_echo:
-            return True
-        return self._since_onset <= ONSET_FRAMES and within_echo
+        suspect = (not self.settled and removed > NEW_CANCELLER_DB) or self._since_onset <= ONSET_FRAMES
+        return suspect and mic_db < echo_db + self._echo_gain_db() + ECHO_MARGIN_DB
 
     def _resembles_reference(self, out: np.ndarray) -> bool:
         """Whether what the module let through lately (its last RESEMBLANCE_FRAMES of output, of
