@@ -191,7 +191,7 @@ def test_a_user_over_the_first_reply_counts_where_louder_than_the_echo(config, e
     mic = room_echo(reply)
     mic[user_at:] += user[:len(mic) - user_at]
     mic = (np.clip(mic, -1, 1) * 32767).astype(np.int16)
-    canceller, vad, judged = EchoCanceller(config.echo, delay_ms=40), WebRtcVad(2, RATE), []
+    canceller, judged = EchoCanceller(config.echo, delay_ms=40), []
     cancel(canceller, reply, mic, judged=judged)
     assert not canceller.settled, "the whole reply is heard while the canceller is new"
     over = [echo_only for k, (echo_only, beyond) in enumerate(judged)

@@ -226,8 +226,8 @@ class EchoCanceller:
         return passing
 
     def _echo_only(self, audible: bool, reference: np.ndarray, mic: np.ndarray, out: np.ndarray) -> bool:
-        """Whether a 10 ms frame's remains (`out`) are the assistant's voice: while the module is
-        new, one it took most of, and at the start of a reply any, where no louder than its echo would be."""
+        """Whether a 10 ms frame's remains (`out`) are the assistant's voice: one no louder than its
+        echo would be, if the module is new and took most of it, or at the start of a reply."""
         if audible and self._quiet >= ONSET_QUIET_FRAMES:
             self._since_onset = 0
         self._quiet = 0 if audible else self._quiet + 1
