@@ -200,6 +200,30 @@ def test_a_user_over_the_first_reply_counts_where_louder_than_the_echo(config, e
         f"{over.count(True)} of {len(over)} frames of the user louder than the echo judged the assistant's"
 
 
+def test_a_user_over_the_first_reply_does_not_raise_the_echos_measured_gain(config, engines, shared_clips):
+    """While new, the module takes a user talking over the reply ~20 dB down, as it takes the echo:
+    their frames are no sample of how loud the echo is (it resembles what the speaker played, they
+    do not). Counted, a user 6 dB louder than the room's echo took the gain from -5 to +5 dB here,
+    and then less than half of their frames counted as more than the echo can be (live: the first
+    interruption after launch stopped the reply 960 ms after the user began)."""
+    reply = far_end(engines, "The capital of France is Paris, a city on the river Seine. It is known for the tower.")
+    clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
+    user = read_audio(clip["path"]).astype(np.float32) / 32768 * 2  # +6 dB
+    user_at = int(0.6 * RATE)
+    echo = room_echo(reply)
+    mic = echo.copy()
+    mic[user_at:] += user[:len(mic) - user_at]
+    mic = (np.clip(mic, -1, 1) * 32767).astype(np.int16)
+    canceller, judged = EchoCanceller(config.echo, delay_ms=40), []
+    cancel(canceller, reply, mic, judged=judged)
+    assert canceller._echo_gain_db() <= -1, f"echo gain measured {canceller._echo_gain_db():.1f} dB; the room's is -6"
+    # later in the reply, frames where the user is 6 dB above the echo count as more than it (79 of 96; 39 counted)
+    loud = [beyond for k, (_, beyond) in enumerate(judged) if 2 * RATE <= k * 320 < user_at + len(user)
+            and db(mic[k * 320:(k + 1) * 320]) > db(echo[k * 320:(k + 1) * 320] * 32767) + 6]
+    assert len(loud) >= 50 and loud.count(True) >= 0.7 * len(loud), f"{loud.count(True)} of {len(loud)} beyond the echo"
+
+
+
 def test_the_assistants_echo_resembles_what_it_played_and_a_user_does_not(engines, shared_clips):
     """80 ms of the microphone against the 240 ms of reply before it: the reply through the room
     (reverberation included) resembles it, the recorded user speaking at the same time does not."""
