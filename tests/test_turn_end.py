@@ -28,6 +28,8 @@ LONG_WINDOW_MS = 1000
     ("I was thinking about...", False),
     ("And then,", False),
     ("Um.", False),
+    ("Oh.", False),  # the start of "Oh, what about ...?"
+    ("Oh, I see.", True),
     ("", False),
 ])
 def test_what_reads_as_finished(text, finished):

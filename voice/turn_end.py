@@ -18,7 +18,9 @@ _CONJUNCTIONS = {"and", "or", "but", "so", "because", "if", "then", "than", "tha
                  "where", "when", "while", "although", "though", "unless", "until", "whether", "nor"}
 _DETERMINERS = {"a", "an", "the", "my", "your", "his", "her", "its", "our", "their", "this", "these", "those",
                 "some", "any", "every", "each", "no"}
-_FILLERS = {"um", "uh", "er", "erm", "hmm", "mm", "uhm", "ah", "like", "well"}
+# (live, an interruption's "Oh," was heard as "Oh." at its first pause and the turn ended there; the
+# user spoke on, so it was taken back, but its line was shown and counted as a turn of its own)
+_FILLERS = {"um", "uh", "er", "erm", "hmm", "mm", "uhm", "ah", "oh", "like", "well"}
 # ... nor on a preposition, except in a question ("What are you thinking of?")
 _PREPOSITIONS = {"of", "to", "for", "with", "in", "on", "at", "by", "from", "about", "into", "as", "between",
                  "after", "before", "over", "under", "through", "onto", "toward", "towards", "without"}
