@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -33,7 +34,6 @@ def test_the_microphone_is_attentive_while_a_turn_is_open_or_the_assistant_speak
                                                                                    tmp_path):
     """The pipeline tells a microphone when each block is needed at once (voice.capture)."""
     source = FileSource(synth_question("What is the capital of France?"), config.audio.frame_ms)
-    source.attentive = lambda: True  # a microphone's hook
     pipeline = Pipeline(config, engines, source, WavSink(tmp_path / "out.wav", engines.synthesizer.sample_rate))
     assert not source.attentive(), "a still room, nobody speaking"
     pipeline.vad.segmenter.force_open(time.monotonic())
@@ -44,6 +44,29 @@ def test_the_microphone_is_attentive_while_a_turn_is_open_or_the_assistant_speak
     pipeline.speaking.clear()
     pipeline.bus.emit("playback_end", 1)
     assert source.attentive(), "the assistant has just spoken"
+
+
+def test_a_replayed_still_room_is_read_a_few_frames_at_a_time_and_a_voice_at_once(synth_question, tmp_path):
+    """At real-time pace, nothing needing each frame at once, a file reads a room as still as the
+    microphone does: -60 dBFS of noise (its peaks at -48) a few frames together, a voice each frame
+    as it is due; every frame keeps the time it was due, and none is lost."""
+    from voice.capture import RELAX_AFTER_S
+
+    noise = np.random.default_rng(0).normal(0, 33, 3 * 16000).astype(np.int16)
+    question = read_audio(synth_question("What is the capital of France?"))
+    voice_at = len(noise) + int(np.argmax(np.abs(question) > 1000))
+    soundfile.write(str(tmp_path / "room.wav"), np.concatenate([noise, question]), 16000)
+    source = FileSource(tmp_path / "room.wav", 20)
+    source.attentive = lambda: False
+    got = [(frame, time.monotonic()) for frame in source.frames(threading.Event())]
+    assert len(got) == (len(noise) + len(question)) // 320, "every frame"
+    due = np.array([frame.t for frame, _ in got])
+    assert np.allclose(np.diff(due), 0.02, atol=1e-6), "each frame has the time it was due"
+    together = np.diff([at for _, at in got]) < 0.005  # handed over with the frame before
+    still = together[int(RELAX_AFTER_S / 0.02) + 5:len(noise) // 320 - 1]
+    voice = together[voice_at // 320 + 5:voice_at // 320 + 45]
+    assert still.mean() >= 0.5, f"a still room: {still.mean():.2f} of its frames came together"
+    assert voice.mean() <= 0.3, f"a voice: {voice.mean():.2f} of its frames came together"
 
 
 def check_turn(turns, out_wav, engines, heard_words):
