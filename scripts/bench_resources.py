@@ -102,8 +102,16 @@ class PrivatePulse:
 IDLE_SETTLE_S = 2.0  # idle CPU is measured from this long after `listening`
 
 
-def launch_once(env: dict, idle_s: float, timeout_s: float = 60) -> dict:
-    """Start `python -m voice` live; seconds until it prints `listening`, then idle CPU and peak RSS."""
+def silence_file(path: Path, seconds: float) -> Path:
+    """Room-quiet input: -60 dBFS white noise (its peaks at -48) rather than digital zeros."""
+    noise = np.random.default_rng(0).normal(0, 33, int(seconds * 16000)).astype(np.int16)
+    soundfile.write(str(path), noise, 16000, subtype="PCM_16")
+    return path
+
+
+def launch_once(env: dict, idle_s: float, work: Path, timeout_s: float = 60) -> dict:
+    """Start `python -m voice` live; seconds until it prints `listening`, then idle CPU (the
+    microphone hearing a quiet room, -60 dBFS of noise, not digital silence) and peak RSS."""
     import psutil
 
     t0 = time.monotonic()
@@ -123,11 +131,16 @@ def launch_once(env: dict, idle_s: float, timeout_s: float = 60) -> dict:
     if ready.wait(timeout_s):
         result["launch_to_listening_s"] = round(time.monotonic() - t0, 3)
         ps = psutil.Process(proc.pid)
-        if idle_s:  # the LLM reads its system prompt once listening has begun: a start-up cost, not idle
-            time.sleep(IDLE_SETTLE_S)
-        cpu0, wall0 = sum(ps.cpu_times()[:2]), time.monotonic()
-        time.sleep(idle_s)
-        result["idle_cpu_pct_of_one_core"] = round(100 * (sum(ps.cpu_times()[:2]) - cpu0) / (time.monotonic() - wall0), 2)
+        if idle_s:
+            room_tone = silence_file(work / "room.wav", IDLE_SETTLE_S + idle_s + 2)
+            room = subprocess.Popen(["paplay", "--device=mic_feed", str(room_tone)], env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(IDLE_SETTLE_S)  # the LLM reads its system prompt once listening has begun: a start-up cost, not idle
+            cpu0, wall0 = sum(ps.cpu_times()[:2]), time.monotonic()
+            time.sleep(idle_s)
+            result["idle_cpu_pct_of_one_core"] = round(100 * (sum(ps.cpu_times()[:2]) - cpu0) / (time.monotonic() - wall0), 2)
+            room.kill()
+            room.wait()
     else:
         result["error"] = "no `listening` within %.0f s: %s" % (timeout_s, " | ".join(lines[-5:]))
     hwm = vm_hwm_mb(proc.pid)
@@ -143,7 +156,7 @@ def measure_launch(runs: int, idle_s: float) -> dict:
     try:
         with PrivatePulse() as pulse, tempfile.TemporaryDirectory() as home:
             env = fresh_user(pulse.client_env, Path(home))
-            results = [launch_once(env, idle_s if i == runs - 1 else 0.0) for i in range(runs)]
+            results = [launch_once(env, idle_s if i == runs - 1 else 0.0, Path(home)) for i in range(runs)]
     except (OSError, subprocess.SubprocessError) as e:
         log.warning("no private PulseAudio (%s): timing in-process load_engines instead", e)
         return launch_in_process()
@@ -151,7 +164,8 @@ def measure_launch(runs: int, idle_s: float) -> dict:
     return {"how": "subprocess `python -m voice` (live mode, private PulseAudio from vdev.sh) until it prints "
                    "`listening`", "runs": results, "median_s": statistics.median(times) if times else None,
             "idle_cpu_live_pct_of_one_core": results[-1].get("idle_cpu_pct_of_one_core"),
-            "idle_how": f"process CPU time over {idle_s:g} s of silence, from {IDLE_SETTLE_S:g} s after `listening`",
+            "idle_how": f"process CPU time over {idle_s:g} s of -60 dBFS noise at the microphone, from "
+                        f"{IDLE_SETTLE_S:g} s after `listening`",
             "peak_rss_live_idle_mb": max((r.get("peak_rss_mb") or 0) for r in results) or None}
 
 
