@@ -45,3 +45,11 @@ def test_echo_replay_finds_the_user_over_the_reply_and_the_hold(engines, shared_
 def test_echo_replay_without_a_recording_exits_2(tmp_path):
     done = replay(tmp_path)
     assert done.returncode == 2 and "mic_tap.wav" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_echo_replay_with_a_bad_setting_exits_2(tmp_path):
+    for name in ("mic_tap.wav", "speaker_tap.wav"):
+        soundfile.write(tmp_path / name, np.zeros(RATE, np.int16), RATE, subtype="PCM_16")
+    for setting, says in (("NO_SUCH=1", "voice.echo has no NO_SUCH"), ("GAIN_RESEMBLES=high", "GAIN_RESEMBLES=high")):
+        done = replay(tmp_path, "--set", setting)
+        assert done.returncode == 2 and says in done.stderr and done.stderr.count("\n") == 1, done.stderr
