@@ -179,18 +179,26 @@ def test_the_start_of_a_reply_the_canceller_lets_through_is_judged_the_assistant
     assert len(over) >= 10 and over.count(False) >= 0.8 * len(over), "the user talking over it is heard"
 
 
+def user_over_the_first_reply(engines, shared_clips, text: str, user_gain: float = 1.0):
+    """A reply of `text` in the simulated room and the recorded user (scaled by `user_gain`) from
+    0.6 s into it: the reply, its echo, the user (float32), when they start and the microphone."""
+    reply = far_end(engines, text)
+    clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
+    user = read_audio(clip["path"]).astype(np.float32) / 32768 * user_gain
+    user_at = int(0.6 * RATE)
+    echo = room_echo(reply)
+    mic = echo.copy()
+    mic[user_at:] += user[:len(mic) - user_at]
+    return reply, echo, user, user_at, (np.clip(mic, -1, 1) * 32767).astype(np.int16)
+
+
 def test_a_user_over_the_first_reply_counts_where_louder_than_the_echo(config, engines, shared_clips):
     """While the canceller is new (less than SETTLE_S of the assistant heard) a frame it took most of
     may be its own leak, and is judged the assistant's; but not one louder than the echo can be: the
     user talking over the first reply after launch counts as soon as later (live, the first
     interruption stopped the reply 40 ms later than the others for this)."""
-    reply = far_end(engines, "The capital of France is Paris, a city on the river Seine.")
-    clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
-    user = read_audio(clip["path"]).astype(np.float32) / 32768
-    user_at = int(0.6 * RATE)
-    mic = room_echo(reply)
-    mic[user_at:] += user[:len(mic) - user_at]
-    mic = (np.clip(mic, -1, 1) * 32767).astype(np.int16)
+    reply, _, _, user_at, mic = user_over_the_first_reply(
+        engines, shared_clips, "The capital of France is Paris, a city on the river Seine.")
     canceller, judged = EchoCanceller(config.echo, delay_ms=40), []
     cancel(canceller, reply, mic, judged=judged)
     assert not canceller.settled, "the whole reply is heard while the canceller is new"
@@ -206,14 +214,9 @@ def test_a_user_over_the_first_reply_does_not_raise_the_echos_measured_gain(conf
     do not). Counted, a user 6 dB louder than the room's echo took the gain from -5 to +5 dB here,
     and then less than half of their frames counted as more than the echo can be (live: the first
     interruption after launch stopped the reply 960 ms after the user began)."""
-    reply = far_end(engines, "The capital of France is Paris, a city on the river Seine. It is known for the tower.")
-    clip = next(c for c in shared_clips if c["file"] == "LJ001-0004.wav")
-    user = read_audio(clip["path"]).astype(np.float32) / 32768 * 2  # +6 dB
-    user_at = int(0.6 * RATE)
-    echo = room_echo(reply)
-    mic = echo.copy()
-    mic[user_at:] += user[:len(mic) - user_at]
-    mic = (np.clip(mic, -1, 1) * 32767).astype(np.int16)
+    reply, echo, user, user_at, mic = user_over_the_first_reply(
+        engines, shared_clips, "The capital of France is Paris, a city on the river Seine. It is known for the tower.",
+        user_gain=2)  # +6 dB
     canceller, judged = EchoCanceller(config.echo, delay_ms=40), []
     cancel(canceller, reply, mic, judged=judged)
     assert canceller._echo_gain_db() <= -1, f"echo gain measured {canceller._echo_gain_db():.1f} dB; the room's is -6"
@@ -221,7 +224,6 @@ def test_a_user_over_the_first_reply_does_not_raise_the_echos_measured_gain(conf
     loud = [beyond for k, (_, beyond) in enumerate(judged) if 2 * RATE <= k * 320 < user_at + len(user)
             and db(mic[k * 320:(k + 1) * 320]) > db(echo[k * 320:(k + 1) * 320] * 32767) + 6]
     assert len(loud) >= 50 and loud.count(True) >= 0.7 * len(loud), f"{loud.count(True)} of {len(loud)} beyond the echo"
-
 
 
 def test_the_assistants_echo_resembles_what_it_played_and_a_user_does_not(engines, shared_clips):
