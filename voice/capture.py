@@ -100,8 +100,9 @@ class FileSource:
                 yield AudioFrame(frame, self.sample_rate, time.monotonic())
                 continue
             due = t0 + (i + n) / self.sample_rate
-            if due > time.monotonic():
-                time.sleep(due - time.monotonic() + (RELAXED_POLL_S if still(loud_t, self.attentive) else 0.0))
+            delay = due - time.monotonic()  # read once: a second reading may be past `due`, and sleep(-x) raises
+            if delay > 0:
+                time.sleep(delay + (RELAXED_POLL_S if still(loud_t, self.attentive) else 0.0))
             if not quiet(frame.astype(np.float32) / 32768):
                 loud_t = due
             yield AudioFrame(frame, self.sample_rate, due)
