@@ -24,6 +24,12 @@ from .stage import EventBus, Stage
 log = logging.getLogger(__name__)
 
 WARM_UP_TEXT = "Hello."
+# Piper begins each sentence with 15-55 ms under -60 dBFS (the first 20 ms at -80 to -90): silence
+# that, at the start of a reply, is only latency. The first piece of a reply is played from
+# LEAD_KEEP_MS before its first sample over LEAD_FLOOR_DBFS; later pieces keep their lead, the gap
+# between two sentences.
+LEAD_FLOOR_DBFS = -60.0
+LEAD_KEEP_MS = 5
 
 
 class Synthesizer(Protocol):
@@ -50,6 +56,14 @@ class PiperSynthesizer:
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         for chunk in self.voice.synthesize(text, self.syn_config):
             yield chunk.audio_float_array
+
+
+def without_lead(pcm: np.ndarray, sample_rate: int) -> np.ndarray:
+    """`pcm` from LEAD_KEEP_MS before its first sample over LEAD_FLOOR_DBFS (all of it if none is)."""
+    loud = np.flatnonzero(np.abs(pcm) > 10 ** (LEAD_FLOOR_DBFS / 20))
+    if not len(loud):
+        return pcm
+    return pcm[max(0, loud[0] - sample_rate * LEAD_KEEP_MS // 1000):]
 
 
 def _load_voice(path: Path):
@@ -133,10 +147,12 @@ class TtsStage(Stage):
             return
         if self.is_cancelled(item.turn_id):
             return
+        first = item.index == 0
         for pcm in self.synthesizer.synthesize(item.text):
             if self.is_cancelled(item.turn_id) or self.stop.is_set():
                 return
             now = time.monotonic()
-            if item.index == 0:
+            if first:  # the reply's first sound: what the user waits for
+                pcm, first = without_lead(pcm, self.synthesizer.sample_rate), False
                 self.bus.emit("tts_audio", item.turn_id, item.text, t=now)
             self.emit(SpeechAudio(item.turn_id, item.index, item.text, pcm, self.synthesizer.sample_rate, now))
