@@ -135,12 +135,17 @@ def launch_once(env: dict, idle_s: float, work: Path, timeout_s: float = 60) -> 
             room_tone = silence_file(work / "room.wav", IDLE_SETTLE_S + idle_s + 2)
             room = subprocess.Popen(["paplay", "--device=mic_feed", str(room_tone)], env=env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(IDLE_SETTLE_S)  # the LLM reads its system prompt once listening began: start-up, not idle
-            cpu0, wall0 = sum(ps.cpu_times()[:2]), time.monotonic()
-            time.sleep(idle_s)
-            result["idle_cpu_pct_of_one_core"] = round(100 * (sum(ps.cpu_times()[:2]) - cpu0) / (time.monotonic() - wall0), 2)
-            room.kill()
-            room.wait()
+            try:
+                time.sleep(IDLE_SETTLE_S)  # the LLM reads its system prompt once listening began: start-up, not idle
+                cpu0, wall0 = sum(ps.cpu_times()[:2]), time.monotonic()
+                time.sleep(idle_s)
+                cpu = sum(ps.cpu_times()[:2]) - cpu0
+                result["idle_cpu_pct_of_one_core"] = round(100 * cpu / (time.monotonic() - wall0), 2)
+            except psutil.NoSuchProcess:
+                result["error"] = "the assistant exited while idle: " + " | ".join(lines[-5:])
+            finally:  # the room tone stops whatever happened
+                room.kill()
+                room.wait()
     else:
         result["error"] = "no `listening` within %.0f s: %s" % (timeout_s, " | ".join(lines[-5:]))
     hwm = vm_hwm_mb(proc.pid)
