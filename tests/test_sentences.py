@@ -16,6 +16,20 @@ def test_sentences_are_cut_as_tokens_arrive():
     assert s.flush() == ["It is"]
 
 
+def test_a_word_and_its_full_stop_end_a_piece_without_waiting_for_the_next_token():
+    s = SentenceSplitter()
+    assert [s.push(t) for t in ["The", " capital", " is", " Paris", "."]][-1] == ["The capital is Paris."]
+    assert [s.push(t) for t in [" Really", "?", "!", " Yes", "!"]] == [[], ["Really?"], [], [], ["Yes!"]]
+    assert s.flush() == []  # a "!" on its own is nothing to say
+    for tokens in (["It", " costs", " 3", "."], ["Ask", " Dr", "."], ["J", "."]):
+        s = SentenceSplitter()
+        assert [s.push(t) for t in tokens] == [[]] * len(tokens), tokens  # a decimal, an abbreviation, an initial
+    s = SentenceSplitter(first_clause_words=3)
+    assert [s.push(t) for t in ["Well", " the", " answer", " is", " simple", ","]][-1] == ["Well the answer is simple,"]
+    s = SentenceSplitter(first_clause_words=3)
+    assert [s.push(t) for t in ["We", " have", " about", " 1", ",", "000"]] == [[]] * 6  # a thousands separator
+
+
 def test_abbreviations_decimals_and_initials_do_not_split():
     text = "Dr. Smith paid 3.50 dollars, e.g. for J. R. R. Tolkien books. Done!"
     assert feed(SentenceSplitter(), text) == ["Dr. Smith paid 3.50 dollars, e.g. for J. R. R. Tolkien books.", "Done!"]

@@ -18,9 +18,13 @@ import re
 
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "no", "approx", "u.s"}
 _END = re.compile(r"([.!?]+[\"')\]]*|\n+)(\s+)")
+# a word's . ! ? (or , ; :) that the model has just written ends a piece at once, without waiting
+# for the next token's space: one token sooner (~18 ms on an Intel host, ~40 on an AVX2 AMD one).
+# After a digit it may be a decimal point or a thousands separator ("3.5", "1,000"): that waits.
+_WORD_END_NOW = re.compile(r"(?<=[^\W\d_])[.!?]+$")
 _MARKUP = re.compile(r"[*_`#>|~]+|^\s*[-•]\s+|^\s*\d+\.\s+(?=\D)", re.M)
 _EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\uFE0F\u200D]+")
-_CLAUSE = re.compile(r"[,;:](\s+)")
+_CLAUSE = re.compile(r"[,;:](\s+|(?<=[^\W\d_][,;:])$)")
 _WORD = re.compile(r"\S+(?=\s)")  # a word the model has finished writing
 _OPENS_CLAUSE = {"and", "but", "or", "so", "because", "which", "that", "who", "where", "when", "while", "as", "if"}
 # where a reply's first piece may end: not before "and", "or", "as", "of", "to", which as often join
@@ -33,8 +37,10 @@ PHRASE_LOOKAHEAD_WORDS = 2  # the first piece ends before a phrase only once thi
 
 
 def clean_for_speech(text: str) -> str:
-    text = _EMOJI.sub("", _MARKUP.sub("", text))
-    return re.sub(r"\s+", " ", text).strip()
+    """Text as Piper should read it; "" where nothing is left to say (Piper reads a lone "!" as a
+    second of sound)."""
+    text = re.sub(r"\s+", " ", _EMOJI.sub("", _MARKUP.sub("", text))).strip()
+    return text if re.search(r"[^\W_]", text) else ""
 
 
 def _is_boundary(text: str, end: int) -> bool:
@@ -81,6 +87,8 @@ class SentenceSplitter:
         for m in _END.finditer(self._buf):
             if _is_boundary(self._buf, m.end(1)):
                 return m.end()
+        if _WORD_END_NOW.search(self._buf) and _is_boundary(self._buf, len(self._buf)):
+            return len(self._buf)
         if self._emitted == 0 and self.first_clause_words:
             commas = self._commas(self.first_clause_words)
             cut = commas[0] if commas else self._phrase_cut()
