@@ -33,6 +33,19 @@ def echo_stage(pipeline: Pipeline) -> EchoStage:
     return next(stage for stage in pipeline.stages if isinstance(stage, EchoStage))
 
 
+def say_over_reply(room: Room, pcm: np.ndarray, said: dict):
+    """An event subscriber for run_room: the user says `pcm` once, 0.2 s after a frame while the
+    reply plays and the canceller has settled (3 s of the assistant's voice: before, it gates the
+    user's first frames too, see README); a fixed delay after the reply began came too early when
+    synthesis left gaps in it. `said` gets when ("t", monotonic s) and where ("i", room sample)."""
+    def on_event(pipeline, event):
+        if not said and event.kind == "level" and pipeline.speaking.is_set() and echo_stage(pipeline).canceller.settled:
+            said["t"], said["i"] = event.t + 0.2, room._now_index() + int(0.2 * RATE)
+            room.say(pcm, after_s=0.2)
+
+    return on_event
+
+
 @pytest.fixture(scope="module")
 def question(synth_question):
     return read_audio(synth_question("Tell me a story about a dragon."))
@@ -300,17 +313,7 @@ def test_barge_in_stops_the_reply_and_the_user_is_heard(config, engines, questio
     interruption = read_audio(clip["path"])
     room = Room(question, echo_gain_db=-6, echo_delay_ms=40, tail_s=19, frame_ms=config.audio.frame_ms)
     said = {}
-
-    def interrupt_once(pipeline, event):
-        # once the canceller has settled (3 s of the assistant's voice: before, it gates the user's
-        # first frames too, see README), while the reply plays: a fixed delay after the reply began
-        # came too early when synthesis left gaps in it
-        if not said and event.kind == "level" and pipeline.speaking.is_set() and echo_stage(pipeline).canceller.settled:
-            said["t"] = event.t + 0.2
-            said["i"] = room._now_index() + int(0.2 * RATE)
-            room.say(interruption, after_s=0.2)
-
-    pipeline, turns, events = run_room(config, engines, room, echo=True, on_event=interrupt_once)
+    pipeline, turns, events = run_room(config, engines, room, echo=True, on_event=say_over_reply(room, interruption, said))
     kinds = [e.kind for e in events]
     assert "interrupted" in kinds, kinds
     assert "reply_held" in kinds and kinds.index("reply_held") < kinds.index("barge_in"), \
@@ -334,6 +337,30 @@ def test_barge_in_stops_the_reply_and_the_user_is_heard(config, engines, questio
     assert history[3]["content"].startswith("(I interrupted you.) "), history[3]
 
 
+def test_an_interjection_over_the_reply_waits_for_what_the_user_says_next(config, engines, synth_question):
+    """"Okay." over the reply, a pause, then the question: the interjection reads as finished,
+    but over the reply it does not end the turn early, so no reply to "Okay." begins in the pause;
+    the whole is one turn, answered once."""
+    def voice(text):
+        pcm = read_audio(synth_question(text))
+        loud = np.flatnonzero(np.abs(pcm) > 100)
+        return pcm[loud[0]:loud[-1] + 1]
+
+    interruption = np.concatenate([voice("Okay."), np.zeros(int(0.35 * RATE), np.int16), voice("What about Germany?")])
+    room = Room(read_audio(synth_question("Tell me a fun fact about the moon.")),
+                echo_gain_db=-6, echo_delay_ms=40, tail_s=16, frame_ms=config.audio.frame_ms)
+    said = {}
+    pipeline, turns, events = run_room(config, engines, room, echo=True, on_event=say_over_reply(room, interruption, said))
+    assert said and "interrupted" in [e.kind for e in events]
+    heard = {e.turn_id: e.text for e in events if e.kind == "transcript"}
+    early = [heard.get(e.turn_id, "") for e in events if e.kind == "turn_decided" and "early_ms" in e.data]
+    assert all(len(text.split()) > 2 for text in early), early
+    after = [t for t in turns[1:] if t.get("transcript")]
+    assert [normalise(t["transcript"]).split()[-1] for t in after] == ["germany"], after
+    replied = {e.turn_id for e in events if e.kind == "playback_start"}
+    assert replied == {turns[0]["turn"], after[0]["turn"]}, (replied, turns)
+
+
 def test_a_cough_over_the_reply_holds_it_and_it_plays_on(config, engines, shared_clips, synth_question):
     """120 ms of voice over the reply (a cough, a "hm"): the reply falls silent at once, and, the
     voice stopping short of barge_in_ms, plays on from where it was held, to its end."""
@@ -344,13 +371,7 @@ def test_a_cough_over_the_reply_holds_it_and_it_plays_on(config, engines, shared
     room = Room(read_audio(synth_question("Tell me a fun fact about the moon.")),
                 echo_gain_db=-6, echo_delay_ms=40, tail_s=14, frame_ms=config.audio.frame_ms)
     said = {}
-
-    def cough_once(pipeline, event):
-        if not said and event.kind == "level" and pipeline.speaking.is_set() and echo_stage(pipeline).canceller.settled:
-            said["at"] = event.t
-            room.say(cough, after_s=0.2)
-
-    pipeline, turns, events = run_room(config, engines, room, echo=True, on_event=cough_once)
+    pipeline, turns, events = run_room(config, engines, room, echo=True, on_event=say_over_reply(room, cough, said))
     kinds = [e.kind for e in events]
     assert said and "reply_held" in kinds and "reply_resumed" in kinds, kinds
     assert "barge_in" not in kinds and "interrupted" not in kinds, kinds

@@ -78,6 +78,11 @@ class Dropped:
 
 # Speculation pays on short questions; on a long turn each pause would cost a long transcription.
 SPECULATE_MAX_S = 10
+# An interruption of this many words or fewer ("Okay.", "Stop.", or an "Oh" the canceller left
+# half of, heard as "So, hello.") waits for the whole end-of-turn window however finished it
+# reads: the user often goes on ("Stop. What about Germany?"), and a reply begun in that pause
+# is the assistant talking over them (e2e with room echo: 1 such reply in 10 interruptions)
+INTERJECTION_WORDS = 2
 
 Outcome = Opened | Paused | Resumed | Closed | Dropped | None
 
@@ -368,10 +373,12 @@ class VadStage(Stage):
             self.talk_over.words(event.turn_id, False)
 
     def _may_end_early(self) -> bool:
-        """The speculative turn reads as finished and `early_end_ms` of silence have passed."""
+        """The speculative turn reads as finished, is no interjection over the reply
+        (INTERJECTION_WORDS), and `early_end_ms` of silence have passed."""
         return (self.early_end_ms > 0 and self._speculative is not None and not self._ended_early
                 and self.segmenter.silence_ms >= self.early_end_ms
-                and self._heard[0] == self._speculative and reads_finished(self._heard[1]))
+                and self._heard[0] == self._speculative and reads_finished(self._heard[1])
+                and not (self._over_reply and len(self._heard[1].split()) <= INTERJECTION_WORDS))
 
     def _end_early(self) -> None:
         """Commit the turn now, not when the end-of-turn window has run out: its reply may
