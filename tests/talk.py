@@ -26,6 +26,13 @@ def spoken(synth_question, path: Path, *phrases: str, gap_s: float = 1.0) -> Pat
     return path
 
 
+def voice_of(path: Path) -> np.ndarray:
+    """The spoken part of a Piper WAV, at 16 kHz, without the silence around it."""
+    pcm = read_audio(path)
+    loud = np.flatnonzero(np.abs(pcm) > 100)
+    return pcm[loud[0]:loud[-1] + 1]
+
+
 @dataclass
 class Run:
     pipeline: Pipeline

@@ -10,6 +10,7 @@ import soxr
 
 from conftest import normalise, steady_speech, wer
 from room import RATE, Room
+from talk import voice_of
 from voice.capture import read_audio
 from voice.echo import RESEMBLES, EchoCanceller, EchoStage, resemblance
 from voice.metrics import TurnMetrics
@@ -341,12 +342,8 @@ def test_an_interjection_over_the_reply_waits_for_what_the_user_says_next(config
     """"Okay." over the reply, a pause, then the question: the interjection reads as finished,
     but over the reply it does not end the turn early, so no reply to "Okay." begins in the pause;
     the whole is one turn, answered once."""
-    def voice(text):
-        pcm = read_audio(synth_question(text))
-        loud = np.flatnonzero(np.abs(pcm) > 100)
-        return pcm[loud[0]:loud[-1] + 1]
-
-    interruption = np.concatenate([voice("Okay."), np.zeros(int(0.35 * RATE), np.int16), voice("What about Germany?")])
+    interruption = np.concatenate([voice_of(synth_question("Okay.")), np.zeros(int(0.35 * RATE), np.int16),
+                                   voice_of(synth_question("What about Germany?"))])
     room = Room(read_audio(synth_question("Tell me a fun fact about the moon.")),
                 echo_gain_db=-6, echo_delay_ms=40, tail_s=16, frame_ms=config.audio.frame_ms)
     said = {}

@@ -9,8 +9,7 @@ import pytest
 import soundfile
 
 from conftest import normalise
-from talk import talk
-from voice.capture import read_audio
+from talk import talk, voice_of
 from voice.turn_end import reads_finished
 
 # a long window, so that Whisper has long finished when the early end is due, even on a busy machine
@@ -38,13 +37,6 @@ def test_what_reads_as_finished(text, finished):
 
 def long_window(config):
     return dataclasses.replace(config, vad=dataclasses.replace(config.vad, end_silence_ms=LONG_WINDOW_MS))
-
-
-def voice_of(path) -> np.ndarray:
-    """The spoken part of a Piper WAV, at 16 kHz, without the silence around it."""
-    pcm = read_audio(path)
-    loud = np.flatnonzero(np.abs(pcm) > 100)
-    return pcm[loud[0]:loud[-1] + 1]
 
 
 def said_with_pause(synth_question, path, first: str, pause_s: float, second: str):
