@@ -37,7 +37,7 @@ def main() -> int:
     app = make_app()
     with tempfile.TemporaryDirectory() as tmp:
         rate = engines.synthesizer.sample_rate
-        speech = np.concatenate(list(engines.synthesizer.synthesize(QUESTION))) * 0.6
+        speech = engines.synthesizer.whole(QUESTION) * 0.6
         wav = Path(tmp) / "question.wav"
         soundfile.write(str(wav), np.concatenate([np.zeros(rate // 2), speech, np.zeros(rate)]).astype(np.float32),
                         rate, subtype="PCM_16")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -44,8 +43,7 @@ def shared_clips() -> list[dict]:
 def steady_speech(synthesizer, text: str) -> np.ndarray:
     """Piper saying `text` (float32 at its own rate) without its random noise: the same samples at
     every run, so a test hears the same reply each time."""
-    steady = dataclasses.replace(synthesizer.syn_config, noise_scale=0.0, noise_w_scale=0.0)
-    return np.concatenate([chunk.audio_float_array for chunk in synthesizer.voice.synthesize(text, steady)])
+    return synthesizer.whole(text, steady=True)
 
 
 @pytest.fixture(scope="session")

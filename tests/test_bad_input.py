@@ -133,7 +133,7 @@ def test_bad_config(toml, code, words, speech, tmp_path):
 
 
 def test_a_broken_voice_file_is_one_line_error(speech, tmp_path, monkeypatch):
-    """Not a graph onnxruntime can read (the cache of optimized graphs, voice/tts.py, adds nothing)."""
+    """Not a graph onnxruntime can read (the cache of optimized graphs, voice/piper_voice.py, adds nothing)."""
     voice_file = tmp_path / "broken.onnx"
     voice_file.write_bytes(b"\x00" * 4096)
     voice_file.with_name("broken.onnx.json").write_text(

@@ -111,18 +111,24 @@ def test_the_model_writes_nothing_for_a_turn_taken_back_before_it_started(config
     assert np.all([i.turn_id == asked for i in items if not isinstance(i, ReplyEnd)])
 
 
-def test_a_reply_cancelled_between_two_sentences_reports_what_was_heard(config, engines, tmp_path):
-    """Barge-in may land after one sentence has played and before the next arrives: the
-    interruption is reported all the same, with the whole first sentence as heard."""
+
+def playing(config, engines, tmp_path):
+    """A playback stage into a WAV, with a committed turn: (turns, events, sink, stage, turn_id)."""
     turns, bus, events = Turns(), EventBus(), []
     bus.subscribe(events.append)
     sink = WavSink(tmp_path / "out.wav", engines.synthesizer.sample_rate)
     stage = PlaybackStage(config.output, sink, queue.Queue(), threading.Event(), bus, threading.Event(), turns)
     turn_id = turns.next_id()
     turns.commit(turn_id)
+    return turns, events, sink, stage, turn_id
+
+def test_a_reply_cancelled_between_two_sentences_reports_what_was_heard(config, engines, tmp_path):
+    """Barge-in may land after one sentence has played and before the next arrives: the
+    interruption is reported all the same, with the whole first sentence as heard."""
+    turns, events, sink, stage, turn_id = playing(config, engines, tmp_path)
     first, second = "The capital of France is Paris.", "It is a lovely city."
     for index, text in enumerate((first, second)):
-        pcm = np.concatenate(list(engines.synthesizer.synthesize(text)))
+        pcm = engines.synthesizer.whole(text)
         if index == 1:
             turns.cancel_open()  # the user spoke while the second sentence was on its way
         stage.handle(SpeechAudio(turn_id, index, text, pcm, engines.synthesizer.sample_rate, time.monotonic()))
@@ -186,3 +192,27 @@ def test_between_turns_the_heap_freed_on_a_stage_thread_goes_back_to_the_system(
     before = psutil.Process().memory_info().rss
     assert release_freed_memory()
     assert before - psutil.Process().memory_info().rss > 100 * 2**20
+
+
+def test_a_sentence_cancelled_between_two_of_its_blocks_reports_the_words_before(config, engines, tmp_path):
+    """Piper's blocks of one sentence (voice.piper_voice): some played, then barge-in. What was
+    heard is the sentence's words up to where the last played block ends, cut mid-sentence."""
+    turns, events, sink, stage, turn_id = playing(config, engines, tmp_path)
+    text = "The capital of France is Paris, a lovely city."
+    sounds = list(engines.synthesizer.synthesize(text))
+    played = next(i for i, s in enumerate(sounds) if s.ends > 0.3) + 1  # a few words' worth
+    assert played < len(sounds)
+    rate = engines.synthesizer.sample_rate
+    for i, sound in enumerate(sounds):
+        if i == played:
+            assert not [e for e in events if e.kind == "sentence_played"]  # not all of it yet
+            turns.cancel_open()
+        stage.handle(SpeechAudio(turn_id, 0, text, sound.pcm, rate, time.monotonic(), sound.begins, sound.ends))
+    stage.handle(ReplyEnd(turn_id, text))
+    sink.close()
+    words = text.split()
+    [interrupted] = [e for e in events if e.kind == "interrupted"]
+    assert interrupted.text == " ".join(words[:int(len(words) * sounds[played].begins)]) and interrupted.data["cut"]
+    assert 0 < len(interrupted.text.split()) < len(words)
+    [done] = [e for e in events if e.kind == "reply_done"]
+    assert done.text == interrupted.text and done.data["interrupted"]

@@ -78,7 +78,7 @@ class ReplyEnd:
 
 @dataclass(frozen=True)
 class SpeechAudio:
-    """Synthesized audio of one sentence."""
+    """Synthesized audio of one sentence, or of a part of it (`begins`, `ends`)."""
 
     turn_id: int
     index: int  # sentence index
@@ -86,6 +86,8 @@ class SpeechAudio:
     pcm: np.ndarray  # float32 in [-1, 1], mono
     sample_rate: int  # Hz
     t: float  # monotonic s when synthesis finished
+    begins: float = 0.0  # the part of the sentence's audio it holds, as fractions of it
+    ends: float = 1.0
 
     @property
     def duration(self) -> float:

@@ -139,9 +139,10 @@ class LlmStage(Stage):
             self.say(transcript.turn_id, answer.text, then=answer.action, skill=answer.skill)
 
     def _let_piper_speak(self, first_audio: threading.Event, cancel: threading.Event) -> None:
-        """Pause until the first sentence is synthesized: Piper then has both cores for the
-        sentence the user waits for (first audio 84-90 -> 68 ms p50 in the bench), and the
-        rest of the reply has the time that sentence plays. Not for a turn cancelled meanwhile."""
+        """Pause until the first sentence's first sound is synthesized: Piper then has both cores
+        for the sound the user waits for (first audio 84-90 -> 68 ms p50 in the bench, when that was
+        the whole sentence), and the rest of the reply has the time that sentence plays. Not for a
+        turn cancelled meanwhile."""
         deadline = time.monotonic() + FIRST_AUDIO_WAIT_S
         while not (first_audio.wait(0.01) or cancel.is_set() or self.stop.is_set() or time.monotonic() > deadline):
             pass

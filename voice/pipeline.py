@@ -30,7 +30,8 @@ from .stage import EventBus, Stage
 from .supervisor import Supervisor
 from .turns import Turns
 from .stt import SttStage, Transcriber, WhisperTranscriber
-from .tts import PiperSynthesizer, Synthesizer, TtsStage
+from .piper_voice import PiperSynthesizer
+from .tts import Synthesizer, TtsStage
 from .skills import SkillRouter
 from .vad import VadStage
 from .wake import WakePhrase

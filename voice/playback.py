@@ -231,8 +231,9 @@ class PlaybackStage(Stage):
                 self.on_played(block, self.sink.sample_rate, handed)
             self._played_s[item.turn_id] = self._played_s.get(item.turn_id, 0.0) + len(block) / self.sink.sample_rate
             i += len(block)
-        self._heard.setdefault(item.turn_id, []).append(item.text)
-        self.bus.emit("sentence_played", item.turn_id, item.text, index=item.index)
+        if item.ends >= 1.0:  # the sentence's last block
+            self._heard.setdefault(item.turn_id, []).append(item.text)
+            self.bus.emit("sentence_played", item.turn_id, item.text, index=item.index)
 
     def _hold(self, turn_id: int) -> None:
         """Play silence until `held` is cleared (or the reply is cancelled, or the pipeline stops).
@@ -250,11 +251,12 @@ class PlaybackStage(Stage):
             time.sleep(max(0.0, played_until - HOLD_AHEAD_S - time.monotonic()))
 
     def _interrupt(self, item: SpeechAudio, fraction: float) -> None:
+        """Cancelled `fraction` of the way through `item`'s block: the words of its sentence up to there were heard."""
         self.sink.discard()
         if self.on_discarded is not None:
             self.on_discarded(time.monotonic())
         words = item.text.split()
-        part = " ".join(words[:int(len(words) * fraction)])
+        part = " ".join(words[:int(len(words) * (item.begins + (item.ends - item.begins) * fraction))])
         heard = self._heard.setdefault(item.turn_id, [])
         if part:
             heard.append(part)
