@@ -102,7 +102,7 @@ def test_webrtcvad_hears_recorded_speech_not_silence(shared_clips):
 
 
 class OverReply:
-    """A VadStage while the assistant speaks (until it is interrupted), fed recorded audio as frames
+    """A VadStage while the assistant speaks (until it is interrupted, or `speaking` is cleared), fed recorded audio as frames
     the echo canceller judged `echo_only` or not, and louder than the echo can be (`beyond_echo`) or
     not. `holds` gets (held, voice so far in ms) as it holds the reply and lets it go, `barged` the
     voice so far and the `before` of each barge-in."""
@@ -115,11 +115,11 @@ class OverReply:
         from voice.turns import Turns
         from voice.vad import VadStage
 
-        self.echo_only, self.beyond_echo = echo_only, beyond_echo
+        self.echo_only, self.beyond_echo, self.speaking = echo_only, beyond_echo, True
         self.bus, self.events, self.out, self.holds, self.barged = EventBus(), [], queue.Queue(), [], []
         self.bus.subscribe(self.events.append)
         self.stage = VadStage(config.vad, 20, queue.Queue(), self.out, threading.Event(), self.bus, Turns(),
-                              is_speaking=lambda: not self.barged,
+                              is_speaking=lambda: self.speaking and not self.barged,
                               barge_in=lambda before=None: self.barged.append((self.voiced(), before)),
                               hold_reply=lambda held: self.holds.append((held, self.voiced())))
 
@@ -203,6 +203,25 @@ def test_voice_never_louder_than_the_echo_holds_the_reply_until_whisper_decides(
         assert len(run.holds) == 1, "the interruption ends the hold"
     else:
         assert not run.barged and run.holds[-1][0] is False, run.holds
+
+
+def test_a_reply_that_ends_while_held_leaves_the_voice_a_turn(config, shared_clips):
+    """The reply ends just after voice over it held it (its last block was playing): the hold
+    ends with it, nothing is interrupted, and the user's sentence is a turn that is answered, not
+    dropped as too short to interrupt (e2e with room echo: "Stop. What's the capital of Germany?"
+    begun as a short reply ended, then dropped)."""
+    pcm = speech_then_silence(shared_clips)
+    hold_frames = at(config.vad.hold_ms) // 20 + 1
+    run = OverReply(config).feed(pcm[:hold_frames * 320])
+    assert run.holds == [(True, at(config.vad.hold_ms))], run.holds
+    run.speaking = False  # the reply's last block has played
+    run.feed(pcm[hold_frames * 320:])
+    assert not run.barged, "nothing was left to interrupt"
+    assert [held for held, _ in run.holds] == [True, False], run.holds
+    assert run.holds[1][1] <= at(config.vad.hold_ms) + 40, "let go as the reply ended, not at resume_ms"
+    assert not [e for e in run.events if e.kind == "turn_dropped"], [e.text for e in run.events]
+    decided = [e for e in run.events if e.kind == "turn_decided"]
+    assert len(decided) == 1 and decided[0].data["audio_s"] > 0.8, decided
 
 
 def test_a_cough_over_the_reply_holds_it_and_lets_it_go(config, shared_clips):

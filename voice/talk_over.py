@@ -11,6 +11,11 @@ every turn). Its rules:
 - From `barge_in_ms` of such voice the reply is interrupted.
 - Voice that stops short of that (a cough, a click, an "mm") lets the held reply play on from where
   it was after `resume_ms` of silence; its voice no longer counts toward an interruption.
+- A reply that ends while held (the hold came at its last block) is no longer held, and the voice
+  still counts: it is a turn like any other. (Let go at `resume_ms` instead, it was discounted, and
+  a question the user asked as the reply ended was dropped as "too short to interrupt": e2e with
+  room echo, 1 of 15 interruptions, no reply. The hold also silenced the next reply after its
+  first block.)
 - Voice none of which was louder than the echo (it may be what the canceller let through of the
   assistant: e2e with room echo, 0-3 barge-ins on its own voice in five replies, each 160-180 ms of
   such voice; every interruption by the e2e's user had louder frames) holds the reply at
@@ -74,6 +79,9 @@ class TalkOver:
         elif over_reply and 0 < self.hold_ms <= voiced and silence_ms == 0 and self._beyond_echo and not self.holding:
             log.info("reply held: %d ms of voice while the assistant speaks", voiced)
             self._hold()
+        elif self.holding and not over_reply:  # the held reply is over: its voice is a turn like any other
+            log.info("reply over while held: %d ms of voice", voiced)
+            self._release()
         elif self.holding and (not in_turn or silence_ms >= self.resume_ms):
             self.let_go(voiced_ms)
 
@@ -102,8 +110,11 @@ class TalkOver:
         if self.holding:
             log.info("reply resumed: %d ms of voice, no interruption", voiced_ms - self._let_go_ms)
             self._let_go_ms = voiced_ms  # a cough and another are no interruption together
-            self.holding = self._awaiting = False
-            self.hold_reply(False)
+            self._release()
+
+    def _release(self) -> None:
+        self.holding = self._awaiting = False
+        self.hold_reply(False)
 
     def _hold(self) -> None:
         if not self.holding:

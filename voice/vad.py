@@ -408,6 +408,7 @@ class VadStage(Stage):
         self.bus.emit("turn_final", turn_id)
 
     def _drop(self, reason: str) -> None:
+        log.info("voice dropped: %s", reason)  # (-v) a lost question shows here
         self._retract()
         self.dropped += 1
         self.bus.emit("turn_dropped", text=reason)
