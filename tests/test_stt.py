@@ -38,10 +38,11 @@ def stt_over_reply(config, engines, said: str, pcm: np.ndarray, over_reply: bool
     bus, events, own = EventBus(), [], OwnWords()
     bus.subscribe(events.append)
     bus.subscribe(own)
-    bus.emit("sentence", 1, said, index=0)
+    bus.emit("sentence", 1, said, index=0, t=0.0)
+    bus.emit("playback_start", 1, t=0.0)
     stage = SttStage(config.stt, engines.transcriber, queue.Queue(), queue.Queue(), threading.Event(), bus,
                      own_words=own)
-    stage.handle(Utterance(2, pcm, 16000, 0.0, len(pcm) / 16000, len(pcm) / 16000, over_reply=over_reply))
+    stage.handle(Utterance(2, pcm, 16000, 0.5, len(pcm) / 16000, len(pcm) / 16000, over_reply=over_reply))
     return [e for e in events if e.turn_id == 2]
 
 

@@ -167,7 +167,7 @@ class SttStage(Stage):
             self.bus.emit("turn_dropped", utt.turn_id, "no speech recognised", t=now)
             return
         text = result.text
-        if utt.over_reply and self.own_words is not None and self.own_words.echoes(text):
+        if utt.over_reply and self.own_words is not None and self.own_words.echoes(text, utt.t_speech_start):
             log.info("turn %d dropped: the assistant's own words (%r)", utt.turn_id, text)
             self.bus.emit("turn_dropped", utt.turn_id, "its own voice", t=now, heard=text)
             return
