@@ -42,15 +42,20 @@ def blur_teens(numbers: list[int]) -> list[int]:
     return [(n - 10) * 10 if 13 <= n <= 19 else n for n in numbers]
 
 
-HOMOPHONES = {"for": "four", "to": "two", "too": "two", "won": "one", "ate": "eight"}
+HOMOPHONES = {"for": "four", "to": "two", "too": "two", "won": "one", "ate": "eight", "a": "eight"}
 _HOUR_HOMOPHONE = re.compile(rf"\b(it'?s) ({'|'.join(HOMOPHONES)})\b")
+# Piper's "eight eighteen", run together: tiny.en wrote "8 aching" in 4 runs of 4 (beam search and
+# the whole 30 s window as well; seen at 8:18)
+MISHEARD = {"aching": "eighteen"}
 
 
 def spoken_numbers(text: str) -> list[int]:
     """The numbers a time is said with: "11:38", "1138" and "11.30, 8.00" are all [11, 38];
     "1:00", "100" and "1-0-0" are [1]."""
-    # tiny.en writes the hour said alone as its homophone now and then: "It's for 37 p.m." (seen at 4:37)
+    # tiny.en writes the hour said alone as its homophone now and then: "It's for 37 p.m." (seen at
+    # 4:37), "It's a 22 p.m." (8:12 and 8:21-8:29, a run in two or three)
     text = _HOUR_HOMOPHONE.sub(lambda m: f"{m[1]} {HOMOPHONES[m[2]]}", text.lower())
+    text = re.sub(rf"\b({'|'.join(MISHEARD)})\b", lambda m: MISHEARD[m[1]], text)
     numbers: list[int] = []
     for token in re.findall(r"\d+", canonical(text)):
         minutes = int(token[-2:])
