@@ -146,6 +146,18 @@ def test_a_broken_voice_file_is_one_line_error(speech, tmp_path, monkeypatch):
                                 str(tmp_path / "out.wav")), EXIT_MODEL, "cannot load the Piper voice", str(voice_file))
 
 
+def test_check_models_loads_them_and_keeps_the_voice_graph(tmp_path, monkeypatch):
+    """What scripts/setup runs: the models as configured, Piper's optimized graph kept for launches."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    result = voice("--check-models")
+    assert result.returncode == 0 and result.stdout.startswith("models ready"), result.stderr
+    kept = sorted(p.name.rsplit("-", 1)[1] for p in (tmp_path / "cache" / "voice-assistant").iterdir())
+    assert kept == ["encoder.onnx", "vocoder.onnx"]
+    config = tmp_path / "user.toml"
+    config.write_text('[llm]\nmodel = "/nonexistent/model.gguf"\n')
+    assert_one_line_error(voice("--check-models", "--config", str(config)), EXIT_MODEL, "/nonexistent/model.gguf")
+
+
 def test_missing_config_file(tmp_path):
     assert_one_line_error(voice("--config", str(tmp_path / "nowhere.toml")), EXIT_CONFIG, "not found")
 

@@ -11,7 +11,8 @@ import psutil
 from voice.capture import read_audio
 from voice.frames import END, ReplyEnd, SpeechAudio, Transcript, Utterance
 from voice.history import Conversation
-from voice.llm import FIRST_AUDIO_WAIT_S, LlmStage, release_freed_memory
+from voice.heap import release_freed_memory
+from voice.llm import FIRST_AUDIO_WAIT_S, LlmStage
 from voice.playback import PlaybackStage, WavSink
 from voice.stage import EventBus
 from voice.stt import SttStage

@@ -6,7 +6,6 @@ sentence is spoken while the rest is written), and keeps the conversation histor
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import queue
 import threading
@@ -15,6 +14,7 @@ from typing import Iterator, Protocol
 
 from .config import LlmConfig
 from .frames import ReplyEnd, ReplySentence, Transcript, WarmUp
+from .heap import release_freed_memory
 from .history import Conversation
 from .models import ModelError, gguf_file
 from .sentences import SentenceSplitter
@@ -218,16 +218,3 @@ class LlmStage(Stage):
         self.bus.emit("sentence", turn_id, text, index=index, **data)
         self.emit(ReplySentence(turn_id, index, text, time.monotonic()))
         return index + 1
-
-
-def release_freed_memory() -> bool:
-    """Hand the heap's free pages back to the system (glibc's malloc_trim over every thread's
-    arena); False where there is no glibc. Each stage's thread allocates in an arena of its own
-    and glibc keeps what was freed there: scripts/soak, RSS after 25 turns 509-595 MB over seven
-    runs with this between turns (median 559), 578-686 over five without (median 604)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    libc.malloc_trim(0)
-    return True

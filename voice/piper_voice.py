@@ -35,6 +35,7 @@ from platformdirs import user_cache_dir
 
 from . import APP_NAME
 from .config import TtsConfig
+from .heap import release_freed_memory
 from .models import ModelError, piper_voice_file
 from .tts import Sound
 
@@ -155,8 +156,12 @@ def _sessions(path: Path):
     graphs = _cut(path)
     if graphs is None:
         log.warning("tts: the voice %s cannot be cut at its vocoder; it is spoken a sentence at a time", path)
-        return _optimized(path.read_bytes(), whole), None
-    return _optimized(graphs[0], cut["encoder"]), _optimized(graphs[1], cut["vocoder"])
+        sessions = _optimized(path.read_bytes(), whole), None
+    else:
+        sessions = _optimized(graphs[0], cut["encoder"]), _optimized(graphs[1], cut["vocoder"])
+    del graphs
+    release_freed_memory()  # the cut's copies of the graph: ~90 MB glibc would keep for the session
+    return sessions
 
 
 def _cut(path: Path) -> tuple[bytes, bytes] | None:
@@ -207,7 +212,8 @@ def _session(kept: Path):
 
 
 def _optimized(graph: bytes, kept: Path):
-    """A session on `graph`, its optimized graph saved as `kept` (renamed once whole: launches may race)."""
+    """A session on `graph` optimized, read back from `kept`, where it is saved (renamed once whole:
+    launches may race)."""
     import onnxruntime
 
     level, providers = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, ["CPUExecutionProvider"]
@@ -216,9 +222,9 @@ def _optimized(graph: bytes, kept: Path):
         kept.parent.mkdir(parents=True, exist_ok=True)
         saving = _options(level)
         saving.optimized_model_filepath = str(partial)
-        session = onnxruntime.InferenceSession(graph, sess_options=saving, providers=providers)
+        onnxruntime.InferenceSession(graph, sess_options=saving, providers=providers)
         partial.replace(kept)
-        return session
+        return _session(kept)  # a session made from bytes holds ~85 MB more than one read from its file
     except Exception as e:  # a read-only or full disk, or a broken voice (which the load below tells)
         not_kept = e
         with contextlib.suppress(OSError):
