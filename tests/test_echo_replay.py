@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
 
 from room import RATE
@@ -22,7 +23,10 @@ def replay(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=120)
 
 
-def test_echo_replay_finds_the_user_over_the_reply_and_the_hold(engines, shared_clips, tmp_path):
+@pytest.fixture(scope="module")
+def room_run(engines, shared_clips, tmp_path_factory):
+    """A recording made in the simulated room: two replies, the user over the second; and when the user's voice begins."""
+    folder = tmp_path_factory.mktemp("room_run")
     reply = far_end(engines, "Once upon a time there was a dragon who lived in a cave, and he liked gold "
                              "and he liked to sleep all day long in the dark.")
     gap = np.zeros(RATE, np.float32)
@@ -32,14 +36,33 @@ def test_echo_replay_finds_the_user_over_the_reply_and_the_hold(engines, shared_
     mic = room_echo(speaker)
     mic[user_at:user_at + len(user)] += user[:len(mic) - user_at].astype(np.float32) / 32768
     for name, audio in (("speaker_tap.wav", speaker), ("mic_tap.wav", mic), ("barge_interruption.wav", user / 32768)):
-        soundfile.write(tmp_path / name, np.clip(audio, -1, 1), RATE, subtype="PCM_16")
-    done = replay(tmp_path, "--interruptions", 1, "--lead-ms", 0)
+        soundfile.write(folder / name, np.clip(audio, -1, 1), RATE, subtype="PCM_16")
+    return folder, (user_at + int(np.argmax(np.abs(user) > 300))) / RATE
+
+
+def holds(done: subprocess.CompletedProcess) -> tuple[str, str]:
+    """(the first hold after the user's onset in ms, or "None"; how many holds were away from any onset)"""
     assert done.returncode == 0, done.stderr
+    return re.search(r"first hold after each onset \(ms\): \[(\S+)\] \| holds away from any: (\d+)", done.stdout).groups()
+
+
+def test_echo_replay_finds_the_user_over_the_reply_and_the_hold(room_run):
+    folder, voice_at = room_run
+    done = replay(folder, "--interruptions", 1, "--lead-ms", 0)
     [onset] = map(float, re.search(r"user onsets \(s\): \[([^]]*)\]", done.stdout).group(1).split(","))
-    voice_at = (user_at + int(np.argmax(np.abs(user) > 300))) / RATE
     assert abs(onset - voice_at) < 0.05, (onset, voice_at)
-    first, stray = re.search(r"first hold after each onset \(ms\): \[(\S+)\] \| holds away from any: (\d+)", done.stdout).groups()
+    first, stray = holds(done)
     assert first != "None" and 0 <= int(first) <= 400 and stray == "0", done.stdout
+
+
+def test_echo_replay_takes_the_assistants_settings(room_run, tmp_path):
+    folder, _ = room_run
+    config = tmp_path / "user.toml"
+    config.write_text("[vad]\nhold_ms = 0\n")  # no hold: the reply plays on until barge_in_ms interrupts it
+    assert holds(replay(folder, "--interruptions", 1, "--lead-ms", 0, "--config", config)) == ("None", "0")
+    config.write_text("[vad]\nhold_ms = 'soon'\n")
+    done = replay(folder, "--config", config)
+    assert done.returncode == 3 and "vad.hold_ms" in done.stderr and done.stderr.count("\n") == 1, done.stderr
 
 
 def test_echo_replay_without_a_recording_exits_2(tmp_path):
