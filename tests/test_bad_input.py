@@ -152,7 +152,7 @@ def test_check_models_loads_them_and_keeps_the_voice_graph(tmp_path, monkeypatch
     result = voice("--check-models")
     assert result.returncode == 0 and result.stdout.startswith("models ready"), result.stderr
     kept = sorted(p.name.rsplit("-", 1)[1] for p in (tmp_path / "cache" / "voice-assistant").iterdir())
-    assert kept == ["encoder.onnx", "vocoder.onnx"]
+    assert kept == ["flow.onnx", "prior.onnx", "vocoder.onnx"]
     config = tmp_path / "user.toml"
     config.write_text('[llm]\nmodel = "/nonexistent/model.gguf"\n')
     assert_one_line_error(voice("--check-models", "--config", str(config)), EXIT_MODEL, "/nonexistent/model.gguf")

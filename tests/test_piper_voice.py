@@ -1,5 +1,5 @@
-"""Piper cut at its vocoder: a sentence spoken in blocks, the same samples as at once, the graphs
-kept in the user's cache directory between launches."""
+"""Piper cut at its flow and its vocoder: a sentence spoken in blocks, the same samples as at once,
+the graphs kept in the user's cache directory between launches."""
 
 import logging
 import queue
@@ -73,7 +73,7 @@ def test_the_cut_graphs_are_kept_and_read_back(config, tmp_path, monkeypatch, ca
     stale.write_bytes(b"old")
     first = PiperSynthesizer(config.tts)
     kept = sorted(folder.iterdir())
-    assert [p.name.rsplit("-", 1)[1] for p in kept if p != stale] == ["encoder.onnx", "vocoder.onnx"]
+    assert [p.name.rsplit("-", 1)[1] for p in kept if p != stale] == ["flow.onnx", "prior.onnx", "vocoder.onnx"]
     assert not [p for p in kept if p.name.endswith(".part")]  # whole: no partial file left
     again = PiperSynthesizer(config.tts)
     assert not stale.exists()  # removed once the current ones were read
@@ -115,3 +115,22 @@ def test_a_voice_that_cannot_be_cut_is_spoken_a_sentence_at_a_time(config, tmp_p
     assert "spoken a sentence at a time" in caplog.text and synthesizer.vocoder is None
     [sound] = synthesizer.synthesize("Hello there, how are you?")
     assert (sound.begins, sound.ends) == (0.0, 1.0) and len(sound.pcm) > synthesizer.sample_rate
+
+
+def test_a_voice_without_a_flow_where_it_is_looked_for_is_cut_at_its_vocoder_alone(engines, config, tmp_path,
+                                                                                   monkeypatch, caplog):
+    """Node names another exporter would give: the flow is run with the encoder, the same samples out."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    bundled = piper_voice_file("bundled")
+    model = onnx.load(str(bundled))
+    for node in model.graph.node:
+        node.name = node.name.replace(piper_voice.FLOW_PREFIX, "/other/")
+    other = tmp_path / "other.onnx"
+    onnx.save(model, str(other))
+    other.with_name("other.onnx.json").write_text(bundled.with_name(f"{bundled.name}.json").read_text())
+    with caplog.at_level(logging.WARNING, logger="voice.piper_voice"):
+        synthesizer = PiperSynthesizer(replace(config.tts, voice=str(other)))
+    assert "no flow where it was looked for" in caplog.text
+    assert synthesizer.flow is None and synthesizer.vocoder is not None and engines.synthesizer.flow is not None
+    same = [np.concatenate([b.pcm for b in blocks(s, LONG)]) for s in (synthesizer, engines.synthesizer)]
+    assert len(same[0]) == len(same[1]) and np.abs(same[0] - same[1]).max() < 1e-4
