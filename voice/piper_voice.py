@@ -210,12 +210,11 @@ def _cut(path: Path) -> dict[str, bytes]:
     import onnx
     from onnx.utils import Extractor
 
-    raw = path.read_bytes()
-    model = onnx.shape_inference.infer_shapes(onnx.load_from_string(raw))  # types for the cut's new inputs
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))  # types for the cut's new inputs
     graph = model.graph
     z = next((node.input[0] for node in graph.node if VOCODER_WEIGHT in node.input), None)
     if z is None:
-        return {"whole": raw}
+        return {"whole": path.read_bytes()}
     inputs = [i.name for i in graph.input]
     flow_inputs = _flow_inputs(graph, z)
     try:
@@ -231,7 +230,7 @@ def _cut(path: Path) -> dict[str, bytes]:
             onnx.checker.check_model(part)
     except Exception as e:  # onnx raises its own exception types
         log.warning("tts: cutting the voice's graph failed: %s", e)
-        return {"whole": raw}
+        return {"whole": path.read_bytes()}
     return {name: part.SerializeToString() for name, part in parts.items()}
 
 
